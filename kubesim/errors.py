@@ -1,0 +1,82 @@
+"""API errors carried as Kubernetes ``Status`` objects."""
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """A failed API call; ``to_status()`` renders the ``v1 Status`` a real API server would return."""
+
+    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+    def to_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details is not None:
+            status["details"] = self.details
+        return status
+
+    def __repr__(self) -> str:
+        return f"ApiError({self.code}, {self.reason!r}, {self.message!r})"
+
+
+def not_found(resource: str, name: str) -> ApiError:
+    """404 for ``resource`` given as ``<plural>`` or ``<plural>.<group>``."""
+    plural, _, group = resource.partition(".")
+    return ApiError(
+        404,
+        "NotFound",
+        f'{resource} "{name}" not found',
+        {"name": name, "group": group, "kind": plural},
+    )
+
+
+def already_exists(resource: str, name: str) -> ApiError:
+    plural, _, group = resource.partition(".")
+    return ApiError(
+        409,
+        "AlreadyExists",
+        f'{resource} "{name}" already exists',
+        {"name": name, "group": group, "kind": plural},
+    )
+
+
+def conflict(resource: str, name: str, why: str) -> ApiError:
+    plural, _, group = resource.partition(".")
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {resource} "{name}": {why}',
+        {"name": name, "group": group, "kind": plural},
+    )
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+def invalid(kind: str, name: str, group: str, causes: list[dict[str, str]]) -> ApiError:
+    """422 Invalid; each cause has ``field``, ``message`` and ``reason`` (e.g. FieldValueRequired)."""
+    summary = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
+    qualified = f"{kind}.{group}" if group else kind
+    return ApiError(
+        422,
+        "Invalid",
+        f'{qualified} "{name}" is invalid: {summary}',
+        {"name": name, "group": group, "kind": kind, "causes": causes},
+    )
+
+
+def gone(message: str) -> ApiError:
+    return ApiError(410, "Expired", message)
