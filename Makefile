@@ -14,14 +14,14 @@ GENERATED := crds device_plugin/v1beta1
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(BIN)/python: pyproject.toml
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(BIN)/python
+	touch $@
 
 .PHONY: install
-install: $(BIN)/python ## Create the local virtualenv (.venv) with every dependency.
+install: $(VENV)/.installed ## Create the local virtualenv (.venv) with every dependency.
 
 .PHONY: sandbox
 sandbox: install ## Run the operator against a local emulated cluster and apply a sample Onload CR.
