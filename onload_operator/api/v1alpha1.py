@@ -7,9 +7,9 @@ Python attributes are snake_case; the JSON (and CRD) names are the camelCase ali
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -329,9 +329,12 @@ class Onload(BaseModel):
 
 
 def regexp_error(pattern: str) -> str | None:
-    """Why a kernel-mapping regexp is unusable, or None if it compiles."""
+    """Why a kernel-mapping regexp does not compile under RE2 (the syntax of KMM's Go regexp), or None."""
+    options = re2.Options()
+    options.log_errors = False
     try:
-        re.compile(pattern)
-    except re.error as error:
-        return str(error)
+        re2.compile(pattern, options=options)
+    except re2.error as error:
+        reason = error.args[0] if error.args else error
+        return reason.decode() if isinstance(reason, bytes) else str(reason)
     return None

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from onload_operator.api.v1alpha1 import Onload, OnloadSpec
+from onload_operator.api.v1alpha1 import Onload, OnloadSpec, regexp_error
 
 # A CR as written for the Go v3 operator, including its misspelled `libMounthPath` key.
 GO_V3_CR: dict[str, Any] = {
@@ -121,3 +121,22 @@ def test_bad_fields_are_refused_with_the_field_named(path: tuple[str, ...], valu
     with pytest.raises(ValidationError, match=message) as raised:
         OnloadSpec.model_validate(spec)
     assert path[-1] in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "compiles"),
+    [
+        ("^.*\\.x86_64$", True),
+        ("4.18.0-372.49.1.el8_6.x86_64", True),
+        ("^5\\.14\\.0-(284|362)\\..*$", True),
+        ("[", False),
+        ("(?=lookahead)", False),  # Python accepts it; RE2 (and so KMM) does not
+        ("(unclosed", False),
+    ],
+)
+def test_kernel_mapping_regexps_are_checked_with_re2(pattern: str, compiles: bool) -> None:
+    error = regexp_error(pattern)
+    assert (error is None) == compiles, error
+    if not compiles:
+        assert isinstance(error, str)
+        assert error
