@@ -1,0 +1,389 @@
+"""Kernel Module Management: "loads" each ``Module`` on the nodes it targets by labelling them.
+
+A node is targeted by a Module when its labels match ``spec.selector`` and its kernel
+(``status.nodeInfo.kernelVersion`` without a trailing ``+``) matches a kernel mapping: the first mapping whose
+``literal`` equals it or whose ``regexp`` matches it (an unanchored RE2 search, as Go's ``regexp.MatchString``;
+a pattern RE2 rejects matches nothing).
+With ``spec.moduleLoader.container.version`` set, the node's label
+``kmm.node.kubernetes.io/version-module.<ns>.<name>`` decides, as in KMM v2's ordered upgrade:
+
+- absent: the module is not loaded there (it is unloaded if it was);
+- equal to the version: that version is loaded; a node running another version is unloaded, then loaded;
+- another value: whatever is loaded stays as it is.
+
+Loading takes ``kmm_load_delay`` seconds and sets ``kmm.node.kubernetes.io/<ns>.<name>.ready=""`` (plus
+``kmm.node.kubernetes.io/<ns>.<name>.version.ready=<version>`` for versioned Modules); unloading takes
+``kmm_unload_delay`` seconds and removes both labels. A node marked failing with ``fail_node`` never loads a
+module: the Module gets a Warning Event ``FailedLoad`` once per node and version. The Module status counts
+``moduleLoader.{nodesMatchingSelectorNumber, desiredNumber, availableNumber}`` are kept current.
+
+Not emulated: worker pods and NodeModulesConfig objects, image builds and signing, the device plugin
+DaemonSet, the admission webhook and a finalizer on Modules.
+"""
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import re2
+
+from kubesim.controllers.runtime import DelayQueue, Key, ResourceCache, WorkQueue, now_rfc3339, object_key
+from kubesim.controllers.scheduling import matches_labels, node_labels
+from kubesim.errors import ApiError
+from kubesim.objectstore import JsonObject, ObjectStore
+
+log = logging.getLogger(__name__)
+
+MODULES = "kmm.sigs.x-k8s.io/v1beta1/modules"
+NODES = "v1/nodes"
+EVENTS = "v1/events"
+LABEL_PREFIX = "kmm.node.kubernetes.io/"
+
+_ABSENT = None
+Pair = tuple[Key, str]
+"""(Module key, node name)."""
+
+
+def ready_label(namespace: str, name: str) -> str:
+    return f"{LABEL_PREFIX}{namespace}.{name}.ready"
+
+
+def version_ready_label(namespace: str, name: str) -> str:
+    return f"{LABEL_PREFIX}{namespace}.{name}.version.ready"
+
+
+def version_label(namespace: str, name: str) -> str:
+    return f"{LABEL_PREFIX}version-module.{namespace}.{name}"
+
+
+def _modules_loaded_on(labels: dict[str, str]) -> list[Key]:
+    """Modules whose ready label the node carries (a namespace has no dots, so it ends at the first one)."""
+    loaded = []
+    for label in labels:
+        if not label.startswith(LABEL_PREFIX) or not label.endswith(".ready") or label.endswith(".version.ready"):
+            continue
+        namespace, dot, name = label[len(LABEL_PREFIX) : -len(".ready")].partition(".")
+        if dot and "/" not in namespace and not name.endswith("device-plugin"):
+            loaded.append((namespace, name))
+    return loaded
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> Any:
+    """The RE2 program for a pattern, or None when RE2 rejects it."""
+    try:
+        return re2.compile(pattern)
+    except re2.error:
+        return None
+
+
+def kernel_mapping_for(module: JsonObject, kernel: str) -> JsonObject | None:
+    """The first kernel mapping of the Module that matches the kernel version, if any."""
+    container = ((module.get("spec") or {}).get("moduleLoader") or {}).get("container") or {}
+    kernel = kernel.removesuffix("+")
+    for mapping in container.get("kernelMappings") or []:
+        literal, regexp = mapping.get("literal"), mapping.get("regexp")
+        if literal:
+            if literal == kernel:
+                return dict(mapping)
+        elif regexp:
+            compiled = _compiled(regexp)
+            if compiled is not None and compiled.search(kernel):
+                return dict(mapping)
+    return None
+
+
+def module_version(module: JsonObject) -> str:
+    container = ((module.get("spec") or {}).get("moduleLoader") or {}).get("container") or {}
+    return str(container.get("version") or "")
+
+
+@dataclass(frozen=True)
+class _NodeCounts:
+    matching: bool = False
+    desired: bool = False
+    available: bool = False
+
+
+@dataclass
+class _ModuleCounts:
+    nodes: dict[str, _NodeCounts] = field(default_factory=dict)
+    matching: int = 0
+    desired: int = 0
+    available: int = 0
+
+    def record(self, node_name: str, counts: _NodeCounts) -> None:
+        old = self.nodes.get(node_name, _NodeCounts())
+        if counts == _NodeCounts():
+            self.nodes.pop(node_name, None)
+        else:
+            self.nodes[node_name] = counts
+        self.matching += int(counts.matching) - int(old.matching)
+        self.desired += int(counts.desired) - int(old.desired)
+        self.available += int(counts.available) - int(old.available)
+
+
+class KmmController:
+    """Loads and unloads Modules on nodes by label; ``fail_node`` injects load failures."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        nodes: ResourceCache,
+        modules: ResourceCache,
+        loop: asyncio.AbstractEventLoop,
+        load_delay: float,
+        unload_delay: float,
+    ) -> None:
+        self._store = store
+        self._nodes = nodes
+        self._modules = modules
+        self._load_delay = load_delay
+        self._unload_delay = unload_delay
+        self._failing: set[str] = set()
+        self._warned: set[tuple[Pair, str]] = set()
+        self._planned: dict[Pair, tuple[str, str]] = {}
+        self._counts: dict[Key, _ModuleCounts] = {}
+        self._loaded: dict[Key, set[str]] = {}
+        self._work: WorkQueue[Pair] = WorkQueue(loop, self._sync_pair, "kmm")
+        self._status: WorkQueue[Key] = WorkQueue(loop, self._write_status, "kmm status")
+        self._actions: DelayQueue[Pair] = DelayQueue(loop, self._act)
+        for node in nodes.values():
+            self._index_loaded(None, node)
+        nodes.add_handler(self._on_node)
+        modules.add_handler(self._on_module)
+        for module in list(modules.values()):
+            self._on_module(None, module)
+
+    def stop(self) -> None:
+        self._work.close()
+        self._status.close()
+        self._actions.close()
+
+    def fail_node(self, name: str, failing: bool = True) -> None:
+        """Make every module load on the node fail (``failing=False`` lets loads succeed again)."""
+        if failing:
+            self._failing.add(name)
+        else:
+            self._failing.discard(name)
+            self._warned = {entry for entry in self._warned if entry[0][1] != name}
+        for key in self._modules.object_keys():
+            self._work.add((key, name))
+
+    # Events.
+
+    def _on_node(self, old: JsonObject | None, new: JsonObject | None) -> None:
+        self._index_loaded(old, new)
+        node = new if new is not None else old
+        assert node is not None
+        name = node["metadata"]["name"]
+        affected = set(self._modules.object_keys())
+        for current in (old, new):
+            if current is not None:
+                affected.update(_modules_loaded_on(node_labels(current)))
+        for key in affected:
+            self._work.add((key, name))
+
+    def _on_module(self, old: JsonObject | None, new: JsonObject | None) -> None:
+        module = new if new is not None else old
+        assert module is not None
+        key = object_key(module)
+        if (
+            old is not None
+            and new is not None
+            and old.get("spec") == new.get("spec")
+            and bool(old["metadata"].get("deletionTimestamp")) == bool(new["metadata"].get("deletionTimestamp"))
+        ):
+            self._status.add(key)
+            return
+        node_names = {name for _, name in self._nodes.object_keys()} | self._loaded.get(key, set())
+        if new is None:
+            self._counts.pop(key, None)
+        for name in sorted(node_names):
+            self._work.add((key, name))
+        if new is not None:
+            self._status.add(key)
+
+    def _index_loaded(self, old: JsonObject | None, new: JsonObject | None) -> None:
+        node = new if new is not None else old
+        assert node is not None
+        name = node["metadata"]["name"]
+        before = set(_modules_loaded_on(node_labels(old))) if old is not None else set()
+        after = set(_modules_loaded_on(node_labels(new))) if new is not None else set()
+        for key in before - after:
+            nodes = self._loaded.get(key)
+            if nodes is not None:
+                nodes.discard(name)
+                if not nodes:
+                    del self._loaded[key]
+        for key in after - before:
+            self._loaded.setdefault(key, set()).add(name)
+
+    # Decisions.
+
+    def _target(self, module: JsonObject | None, node: JsonObject, current: str | None) -> tuple[bool, str | None]:
+        """(node matches the selector, version that should be loaded or None for unloaded)."""
+        if module is None or module["metadata"].get("deletionTimestamp"):
+            return False, _ABSENT
+        labels = node_labels(node)
+        if not matches_labels((module.get("spec") or {}).get("selector"), labels):
+            return False, _ABSENT
+        if not (module.get("spec") or {}).get("moduleLoader"):
+            return True, _ABSENT
+        kernel = ((node.get("status") or {}).get("nodeInfo") or {}).get("kernelVersion") or ""
+        if kernel_mapping_for(module, kernel) is None:
+            return True, _ABSENT
+        version = module_version(module)
+        if not version:
+            return True, ""
+        namespace, name = object_key(module)
+        node_version = labels.get(version_label(namespace, name))
+        if node_version is None:
+            return True, _ABSENT
+        return True, version if node_version == version else current
+
+    @staticmethod
+    def _current(key: Key, module: JsonObject | None, labels: dict[str, str]) -> str | None:
+        namespace, name = key
+        if ready_label(namespace, name) not in labels:
+            return _ABSENT
+        if module is not None and not module_version(module):
+            return ""
+        return labels.get(version_ready_label(namespace, name), "")
+
+    def _plan(self, pair: Pair) -> tuple[str, str] | None:
+        """The next action for (Module, node): ("load" | "unload", version), or None when nothing is due."""
+        key, node_name = pair
+        node = self._nodes.get(("", node_name))
+        module = self._modules.get(key)
+        if node is None:
+            self._record(key, node_name, _NodeCounts())
+            return None
+        labels = node_labels(node)
+        current = self._current(key, module, labels)
+        matching, target = self._target(module, node, current)
+        if module is not None:
+            self._record(
+                key,
+                node_name,
+                _NodeCounts(
+                    matching=matching,
+                    desired=target is not _ABSENT,
+                    available=target is not _ABSENT and current == target,
+                ),
+            )
+        if current == target:
+            return None
+        if current is not _ABSENT:
+            return ("unload", current)
+        assert target is not None
+        if node_name in self._failing:
+            self._warn_failed_load(pair, module, target)
+            return None
+        return ("load", target)
+
+    def _record(self, key: Key, node_name: str, counts: _NodeCounts) -> None:
+        if self._modules.get(key) is None:
+            return
+        module_counts = self._counts.setdefault(key, _ModuleCounts())
+        before = (module_counts.matching, module_counts.desired, module_counts.available)
+        module_counts.record(node_name, counts)
+        if (module_counts.matching, module_counts.desired, module_counts.available) != before:
+            self._status.add(key)
+
+    # Work.
+
+    def _sync_pair(self, pair: Pair) -> None:
+        action = self._plan(pair)
+        if action is None:
+            self._planned.pop(pair, None)
+            self._actions.discard(pair)
+            return
+        if self._planned.get(pair) == action and pair in self._actions:
+            return
+        self._planned[pair] = action
+        self._actions.add(pair, self._load_delay if action[0] == "load" else self._unload_delay)
+
+    def _act(self, pair: Pair) -> None:
+        planned = self._planned.pop(pair, None)
+        if planned is None or self._plan(pair) != planned:
+            self._work.add(pair)
+            return
+        (namespace, name), node_name = pair
+        verb, version = planned
+        if verb == "load":
+            patch: dict[str, str | None] = {ready_label(namespace, name): ""}
+            if version:
+                patch[version_ready_label(namespace, name)] = version
+        else:
+            patch = {ready_label(namespace, name): None, version_ready_label(namespace, name): None}
+        try:
+            updated = self._store.merge_patch(NODES, None, node_name, {"metadata": {"labels": patch}})
+        except ApiError as error:
+            if error.code != 404:
+                log.info("kmm: %s of %s/%s on %s failed (%s), retrying", verb, namespace, name, node_name, error)
+                self._planned[pair] = planned
+                self._actions.add(pair, 0.1)
+            return
+        log.debug("kmm: %sed %s/%s %r on %s", verb, namespace, name, version, node_name)
+        self._nodes.observe(updated)
+        self._work.add(pair)
+
+    def _write_status(self, key: Key) -> None:
+        module = self._modules.get(key)
+        if module is None:
+            return
+        counts = self._counts.get(key, _ModuleCounts())
+        loader = {
+            "nodesMatchingSelectorNumber": counts.matching,
+            "desiredNumber": counts.desired,
+            "availableNumber": counts.available,
+        }
+        if ((module.get("status") or {}).get("moduleLoader") or {}) == loader:
+            return
+        namespace, name = key
+        try:
+            updated = self._store.merge_patch(
+                MODULES, namespace, name, {"status": {"moduleLoader": loader}}, subresource="status"
+            )
+        except ApiError as error:
+            if error.code == 404:
+                return
+            raise
+        self._modules.observe(updated)
+
+    def _warn_failed_load(self, pair: Pair, module: JsonObject | None, version: str) -> None:
+        if module is None or (pair, version) in self._warned:
+            return
+        self._warned.add((pair, version))
+        (namespace, name), node_name = pair
+        now = now_rfc3339()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{name}.{secrets.token_hex(8)}", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": "kmm.sigs.x-k8s.io/v1beta1",
+                "kind": "Module",
+                "name": name,
+                "namespace": namespace,
+                "uid": module["metadata"].get("uid", ""),
+            },
+            "reason": "FailedLoad",
+            "message": f"Failed to load kernel module {name}{f' version {version}' if version else ''} "
+            f"on node {node_name}",
+            "type": "Warning",
+            "source": {"component": "kmm", "host": node_name},
+            "reportingComponent": "kmm",
+            "reportingInstance": node_name,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self._store.create(EVENTS, event)
+        except ApiError as error:
+            log.info("kmm: could not record load failure event: %s", error)
