@@ -76,9 +76,9 @@ def start_controllers(store: ObjectStore, settings: ControllerSettings | None = 
     loop = asyncio.get_running_loop()
     caches: dict[str, ResourceCache] = {}
 
-    def cache(resource: str, *, index_by_node: bool = False) -> ResourceCache:
+    def cache(resource: str, *, index_by_node: bool = False, crd_name: str | None = None) -> ResourceCache:
         if resource not in caches:
-            caches[resource] = ResourceCache(store, resource, index_by_node=index_by_node)
+            caches[resource] = ResourceCache(store, resource, index_by_node=index_by_node, crd_name=crd_name)
             caches[resource].start()
         return caches[resource]
 
@@ -100,7 +100,7 @@ def start_controllers(store: ObjectStore, settings: ControllerSettings | None = 
         kmm = KmmController(
             store,
             nodes,
-            cache("kmm.sigs.x-k8s.io/v1beta1/modules"),
+            cache("kmm.sigs.x-k8s.io/v1beta1/modules", crd_name="modules.kmm.sigs.x-k8s.io"),
             loop,
             settings.kmm_load_delay,
             settings.kmm_unload_delay,

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 """(namespace, name); the namespace is "" for cluster-scoped objects."""
 
+CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
+
 ChangeHandler = Callable[[JsonObject | None, JsonObject | None], None]
 """Called with (old, new); old is None when added, new is None when deleted."""
 
@@ -61,30 +63,66 @@ class ResourceCache:
     resourceVersion) are ignored, so a controller may record its own writes before their events arrive.
     """
 
-    def __init__(self, store: ObjectStore, resource: str, *, index_by_node: bool = False) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        resource: str,
+        *,
+        index_by_node: bool = False,
+        crd_name: str | None = None,
+    ) -> None:
         self.resource = resource
         self._store = store
+        self._crd_name = crd_name
         self._objects: dict[Key, JsonObject] = {}
         self._by_node: dict[str, dict[Key, JsonObject]] | None = {} if index_by_node else None
         self._handlers: list[ChangeHandler] = []
         self._unsubscribe: Callable[[], None] | None = None
+        self._unsubscribe_crds: Callable[[], None] | None = None
+        self._stopped = False
 
     def start(self) -> None:
-        self._unsubscribe = self._store.subscribe(self.resource, self._on_event)
-        try:
-            existing = self._store.list(self.resource)
-        except ApiError as error:
-            if error.code != 404:  # a custom resource whose CRD is not registered yet has no objects
-                raise
-            existing = []
-        for obj in existing:
-            self.observe(obj)
+        """Subscribe and load the current objects.
+
+        For a custom resource (``crd_name`` given) the cache also follows its CRD: it stays empty while the CRD
+        does not exist and subscribes again whenever the CRD is (re)created.
+        """
+        if self._crd_name is not None:
+            self._unsubscribe_crds = self._store.subscribe(CRDS, self._on_crd_event)
+        self._resubscribe()
 
     def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        self._stopped = True
+        for unsubscribe in (self._unsubscribe, self._unsubscribe_crds):
+            if unsubscribe is not None:
+                unsubscribe()
+        self._unsubscribe = self._unsubscribe_crds = None
         self._handlers.clear()
+
+    def _resubscribe(self) -> None:
+        if self._stopped or self._unsubscribe is not None:
+            return
+        try:
+            self._unsubscribe = self._store.subscribe(self.resource, self._on_event)
+            current = self._store.list(self.resource)
+        except ApiError as error:
+            if error.code != 404 or self._crd_name is None:
+                raise
+            current = []  # the CRD is not served (yet)
+        names = {object_key(obj) for obj in current}
+        for key, gone in list(self._objects.items()):
+            if key not in names:
+                self.observe_deleted(gone)
+        for obj in current:
+            self.observe(obj)
+
+    def _on_crd_event(self, event: WatchEvent) -> None:
+        if event["object"]["metadata"]["name"] != self._crd_name:
+            return
+        if event["type"] == "DELETED":
+            self._unsubscribe = None  # the store drops the listeners of a resource with its CRD
+        # The store serves a new CRD's resource once the write that announced it returns.
+        asyncio.get_running_loop().call_soon(self._resubscribe)
 
     def add_handler(self, handler: ChangeHandler) -> None:
         self._handlers.append(handler)

@@ -1,0 +1,158 @@
+"""KMM stand-in semantics against the fake store."""
+
+from typing import Any
+
+import pytest
+from sim_fake_store import FakeStore
+from sim_helpers import add_nodes, module, wait_for
+
+from kubesim.controllers import Controllers
+from kubesim.controllers.kmm import kernel_mapping_for
+
+MODULES = "kmm.sigs.x-k8s.io/v1beta1/modules"
+READY = "kmm.node.kubernetes.io/onload.onload-module.ready"
+VERSION_READY = "kmm.node.kubernetes.io/onload.onload-module.version.ready"
+VERSION = "kmm.node.kubernetes.io/version-module.onload.onload-module"
+WORKERS = "worker-[0-2]:labels=node-role.kubernetes.io/worker="
+
+
+def labels(store: FakeStore, node: str) -> dict[str, str]:
+    obj = store.get("v1/nodes", None, node)
+    assert obj is not None
+    result: dict[str, str] = obj["metadata"].get("labels") or {}
+    return result
+
+
+def loaded(store: FakeStore) -> dict[str, str | None]:
+    """Node name -> loaded version ("" when unversioned) for the onload module."""
+    return {
+        node["metadata"]["name"]: node["metadata"]["labels"].get(VERSION_READY, "")
+        for node in store.list("v1/nodes")
+        if READY in node["metadata"]["labels"]
+    }
+
+
+def loader_status(store: FakeStore, name: str = "onload-module") -> dict[str, Any]:
+    obj = store.get(MODULES, "onload", name)
+    assert obj is not None
+    result: dict[str, Any] = (obj.get("status") or {}).get("moduleLoader") or {}
+    return result
+
+
+def set_label(store: FakeStore, node: str, key: str, value: str | None) -> None:
+    store.merge_patch("v1/nodes", None, node, {"metadata": {"labels": {key: value}}})
+
+
+@pytest.mark.parametrize(
+    ("mappings", "kernel", "expected"),
+    [
+        ([{"regexp": "el9", "containerImage": "a"}], "5.14.0-284.el9.x86_64", "a"),
+        ([{"regexp": "^5\\.14", "containerImage": "a"}], "6.5.0", None),
+        ([{"literal": "6.5.0", "containerImage": "a"}, {"regexp": ".*", "containerImage": "b"}], "6.5.0", "a"),
+        ([{"literal": "6.5.0", "containerImage": "a"}, {"regexp": ".*", "containerImage": "b"}], "6.5.1", "b"),
+        ([{"regexp": ".", "containerImage": "first"}, {"regexp": ".", "containerImage": "second"}], "6.5", "first"),
+        ([{"literal": "6.5.0-rt", "containerImage": "a"}], "6.5.0-rt+", "a"),
+        ([{"regexp": "(?=lookahead)", "containerImage": "a"}], "lookahead", None),
+    ],
+)
+def test_kernel_mapping_matching(mappings: list[dict[str, str]], kernel: str, expected: str | None) -> None:
+    found = kernel_mapping_for(module(mappings=mappings), kernel)
+    assert (found or {}).get("containerImage") == expected
+
+
+async def test_unversioned_module_loads_on_matching_nodes(store: FakeStore, controllers: Controllers) -> None:
+    add_nodes(store, f"{WORKERS};rt-0:kernel=6.8.0-rt:labels=node-role.kubernetes.io/worker=;master-0")
+    store.create(MODULES, module())
+    await wait_for(lambda: sorted(loaded(store)) == ["worker-0", "worker-1", "worker-2"], what="loaded on workers")
+    assert VERSION_READY not in labels(store, "worker-0")
+    expected = {"nodesMatchingSelectorNumber": 4, "desiredNumber": 3, "availableNumber": 3}
+    await wait_for(lambda: loader_status(store) == expected, what=f"status {expected}")
+
+    # The node stops matching: the module is unloaded there.
+    set_label(store, "worker-1", "node-role.kubernetes.io/worker", None)
+    await wait_for(lambda: sorted(loaded(store)) == ["worker-0", "worker-2"], what="unloaded from worker-1")
+    expected = {"nodesMatchingSelectorNumber": 3, "desiredNumber": 2, "availableNumber": 2}
+    await wait_for(lambda: loader_status(store) == expected, what=f"status {expected}")
+
+    # A selector change moves the module.
+    new_selector = {"kubernetes.io/hostname": "master-0", "node-role.kubernetes.io/worker": None}
+    store.merge_patch(MODULES, "onload", "onload-module", {"spec": {"selector": new_selector}})
+    await wait_for(lambda: sorted(loaded(store)) == ["master-0"], what="moved to master-0")
+
+    # Deleting the Module unloads it everywhere.
+    store.delete(MODULES, "onload", "onload-module")
+    await wait_for(lambda: loaded(store) == {}, what="unloaded everywhere")
+
+
+async def test_load_takes_the_configured_delay(store: FakeStore, controllers: Controllers) -> None:
+    add_nodes(store, WORKERS)
+    store.create(MODULES, module())
+    # Loading waits kmm_load_delay (20 ms in these tests): nothing is loaded synchronously.
+    assert loaded(store) == {}
+    await wait_for(lambda: len(loaded(store)) == 3)
+
+
+async def test_versioned_module_follows_the_version_label(store: FakeStore, controllers: Controllers) -> None:
+    add_nodes(store, WORKERS)
+    store.create(MODULES, module(version="1.0"))
+    set_label(store, "worker-0", VERSION, "1.0")
+    set_label(store, "worker-1", VERSION, "0.9")
+    await wait_for(lambda: loaded(store) == {"worker-0": "1.0"}, what="1.0 loaded on worker-0 only")
+    expected = {"nodesMatchingSelectorNumber": 3, "desiredNumber": 1, "availableNumber": 1}
+    await wait_for(lambda: loader_status(store) == expected, what=f"status {expected}")
+
+    # Ordered upgrade: the Module moves to 2.0; nodes still labelled 1.0 keep 1.0 loaded.
+    store.merge_patch(MODULES, "onload", "onload-module", {"spec": {"moduleLoader": {"container": {"version": "2.0"}}}})
+    set_label(store, "worker-2", VERSION, "2.0")
+    await wait_for(lambda: loaded(store) == {"worker-0": "1.0", "worker-2": "2.0"}, what="2.0 on worker-2")
+
+    # Changing worker-0's label to 2.0 unloads 1.0 and then loads 2.0.
+    history: list[str | None] = []
+    store.subscribe(
+        "v1/nodes",
+        lambda e: (
+            history.append(e["object"]["metadata"]["labels"].get(VERSION_READY))
+            if e["object"]["metadata"]["name"] == "worker-0"
+            else None
+        ),
+    )
+    set_label(store, "worker-0", VERSION, "2.0")
+    await wait_for(lambda: loaded(store).get("worker-0") == "2.0", what="2.0 on worker-0")
+    assert history[0] == "1.0"  # the label change itself
+    assert None in history
+    assert history.index(None) < history.index("2.0")
+
+    # Removing the label unloads.
+    set_label(store, "worker-2", VERSION, None)
+    await wait_for(lambda: loaded(store) == {"worker-0": "2.0"}, what="unloaded from worker-2")
+
+
+async def test_failing_node_never_loads_and_warns(store: FakeStore, controllers: Controllers) -> None:
+    assert controllers.kmm is not None
+    add_nodes(store, WORKERS)
+    controllers.kmm.fail_node("worker-1")
+    store.create(MODULES, module())
+    await wait_for(lambda: sorted(loaded(store)) == ["worker-0", "worker-2"])
+    expected = {"nodesMatchingSelectorNumber": 3, "desiredNumber": 3, "availableNumber": 2}
+    await wait_for(lambda: loader_status(store) == expected, what=f"status {expected}")
+    events = await wait_for(lambda: store.list("v1/events", "onload"), what="warning event")
+    assert len(events) == 1
+    [event] = events
+    assert event["type"] == "Warning"
+    assert event["reason"] == "FailedLoad"
+    assert event["involvedObject"]["kind"] == "Module"
+    assert event["involvedObject"]["name"] == "onload-module"
+    assert "worker-1" in event["message"]
+    controllers.kmm.fail_node("worker-1", failing=False)
+    await wait_for(lambda: len(loaded(store)) == 3, what="loads once the failure is lifted")
+
+
+async def test_module_created_before_nodes_and_two_modules(store: FakeStore, controllers: Controllers) -> None:
+    store.create(MODULES, module())
+    store.create(MODULES, module("onload-sfcmod", mappings=[{"literal": "6.1.0", "containerImage": "x"}]))
+    add_nodes(store, f"{WORKERS};new-0:kernel=6.1.0:labels=node-role.kubernetes.io/worker=")
+    sfc_ready = "kmm.node.kubernetes.io/onload.onload-sfcmod.ready"
+    await wait_for(lambda: sorted(loaded(store)) == ["worker-0", "worker-1", "worker-2"])
+    await wait_for(lambda: sfc_ready in labels(store, "new-0"), what="sfc module on the 6.1.0 node")
+    assert READY not in labels(store, "new-0")
+    assert sfc_ready not in labels(store, "worker-0")
