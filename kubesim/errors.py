@@ -69,6 +69,8 @@ def bad_request(message: str) -> ApiError:
 def invalid(kind: str, name: str, group: str, causes: list[dict[str, str]]) -> ApiError:
     """422 Invalid; each cause has ``field``, ``message`` and ``reason`` (e.g. FieldValueRequired)."""
     summary = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
+    if len(causes) > 1:
+        summary = f"[{summary}]"
     qualified = f"{kind}.{group}" if group else kind
     return ApiError(
         422,

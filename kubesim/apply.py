@@ -1,0 +1,262 @@
+"""Server-side apply, approximated.
+
+Each apply manager's owned fields are kept in ``metadata.managedFields`` in the real ``FieldsV1`` format
+(``f:`` fields, ``k:`` list items by merge key, ``v:`` set values). An apply merges the applied configuration
+into the object, removes fields the manager applied before but no longer applies (unless another manager owns
+them), and reports a 409 conflict when it would change a field another apply manager owns, unless forced.
+
+Approximations: only ``Apply`` managers are tracked (ordinary updates and patches do not record ownership, so
+they never conflict); lists of custom resources are atomic; list items of built-in kinds are keyed by the
+patch merge keys of :mod:`kubesim.patch`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubesim.errors import ApiError
+from kubesim.patch import MERGE_KEYS, SET_LISTS, copy_object, json_copy
+
+JsonObject = dict[str, Any]
+Path = tuple[str, ...]
+
+_UNOWNED_METADATA = frozenset(
+    {"name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink"}
+)
+
+
+def _item_key(field: str, item: Any, keyed: bool) -> str | None:
+    if not keyed or not isinstance(item, dict):
+        return None
+    key = MERGE_KEYS.get(field)
+    if field == "ports":
+        key = "containerPort" if "containerPort" in item else "port"
+    if key is None or key not in item:
+        return None
+    return "k:" + json.dumps({key: item[key]}, separators=(",", ":"))
+
+
+def _list_leaves(field: str, items: list[Any], prefix: Path, keyed: bool, out: set[Path]) -> bool:
+    """Add leaves of a keyed or set list; False when the list is atomic."""
+    if keyed and field in SET_LISTS and all(not isinstance(i, dict | list) for i in items):
+        for item in items:
+            out.add((*prefix, "v:" + json.dumps(item)))
+        return True
+    keys = [_item_key(field, item, keyed) for item in items]
+    if not items or any(k is None for k in keys):
+        return False
+    for key, item in zip(keys, items, strict=True):
+        assert key is not None
+        item_path = (*prefix, key)
+        out.add((*item_path, "."))
+        _leaves(item, item_path, keyed, out)
+    return True
+
+
+def _leaves(value: JsonObject, prefix: Path, keyed: bool, out: set[Path]) -> None:
+    for name, child in value.items():
+        if not prefix and name in ("apiVersion", "kind"):
+            continue
+        if prefix == ("f:metadata",) and name in _UNOWNED_METADATA:
+            continue
+        path = (*prefix, f"f:{name}")
+        if isinstance(child, dict) and child:
+            _leaves(child, path, keyed, out)
+        elif isinstance(child, list) and _list_leaves(name, child, path, keyed, out):
+            continue
+        else:
+            out.add(path)
+
+
+def field_paths(applied: JsonObject, keyed: bool) -> set[Path]:
+    out: set[Path] = set()
+    _leaves(applied, (), keyed, out)
+    return out
+
+
+def to_fields_v1(paths: set[Path]) -> JsonObject:
+    tree: JsonObject = {}
+    for path in paths:
+        node = tree
+        for element in path:
+            node = node.setdefault(element, {})
+    return tree
+
+
+def from_fields_v1(tree: JsonObject, prefix: Path = ()) -> set[Path]:
+    out: set[Path] = set()
+    for element, child in tree.items():
+        path = (*prefix, element)
+        if child:
+            out |= from_fields_v1(child, path)
+        else:
+            out.add(path)
+    return out
+
+
+_MISSING = object()
+
+
+def _step(node: Any, element: str) -> Any:
+    if element == ".":
+        return node
+    kind, _, text = element.partition(":")
+    if kind == "f":
+        return node.get(text, _MISSING) if isinstance(node, dict) else _MISSING
+    if not isinstance(node, list):
+        return _MISSING
+    if kind == "v":
+        wanted = json.loads(text)
+        return wanted if wanted in node else _MISSING
+    key = json.loads(text)
+    return next(
+        (i for i in node if isinstance(i, dict) and all(i.get(k) == v for k, v in key.items())),
+        _MISSING,
+    )
+
+
+def value_at(obj: Any, path: Path) -> Any:
+    node = obj
+    for element in path:
+        node = _step(node, element)
+        if node is _MISSING:
+            return _MISSING
+    return node
+
+
+def _remove_path(obj: JsonObject, path: Path) -> None:
+    if path[-1] == ".":
+        path = path[:-1]
+    parent = value_at(obj, path[:-1])
+    if parent is _MISSING:
+        return
+    kind, _, text = path[-1].partition(":")
+    if kind == "f" and isinstance(parent, dict):
+        parent.pop(text, None)
+    elif isinstance(parent, list):
+        target = _step(parent, path[-1])
+        if target is not _MISSING:
+            parent.remove(target)
+
+
+def _merge(old: Any, applied: Any, field: str, keyed: bool) -> Any:
+    if isinstance(applied, dict) and isinstance(old, dict):
+        merged = dict(old)
+        for name, value in applied.items():
+            merged[name] = _merge(old.get(name), value, name, keyed)
+        return merged
+    if isinstance(applied, list) and isinstance(old, list):
+        if keyed and field in SET_LISTS:
+            return old + [v for v in applied if v not in old]
+        keys = [_item_key(field, item, keyed) for item in applied]
+        if applied and all(keys):
+            merged_list = list(old)
+            for key, item in zip(keys, applied, strict=True):
+                assert key is not None
+                existing = _step(merged_list, key)
+                if existing is _MISSING:
+                    merged_list.append(json_copy(item))
+                else:
+                    merged_list[merged_list.index(existing)] = _merge(existing, item, field, keyed)
+            return merged_list
+    return json_copy(applied)
+
+
+def _entries(obj: JsonObject) -> list[JsonObject]:
+    return [dict(e) for e in obj.get("metadata", {}).get("managedFields") or []]
+
+
+def _entry(manager: str, api_version: str, paths: set[Path], time: str, subresource: str | None) -> JsonObject:
+    entry: JsonObject = {
+        "manager": manager,
+        "operation": "Apply",
+        "apiVersion": api_version,
+        "time": time,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": to_fields_v1(paths),
+    }
+    if subresource:
+        entry["subresource"] = subresource
+    return entry
+
+
+def apply_to_new(applied: JsonObject, manager: str, time: str, keyed: bool = True) -> JsonObject:
+    """The object an apply creates, owning every field it sets."""
+    created = copy_object(applied)
+    paths = field_paths(applied, keyed)
+    created["metadata"]["managedFields"] = [_entry(manager, applied.get("apiVersion", ""), paths, time, None)]
+    return created
+
+
+def server_side_apply(
+    old: JsonObject,
+    applied: JsonObject,
+    manager: str,
+    *,
+    force: bool,
+    time: str,
+    subresource: str | None,
+    keyed: bool = True,
+) -> JsonObject:
+    """Merge ``applied`` into ``old`` for ``manager`` and return the new object with updated managedFields."""
+    new_paths = field_paths(applied, keyed)
+    entries = _entries(old)
+    conflicts: list[tuple[str, Path]] = []
+    previous: set[Path] = set()
+    others: list[tuple[JsonObject, set[Path]]] = []
+    for entry in entries:
+        owned = from_fields_v1(entry.get("fieldsV1") or {})
+        if entry.get("manager") == manager and entry.get("subresource") == subresource:
+            previous = owned
+            continue
+        others.append((entry, owned))
+        for path in sorted(owned & new_paths):
+            if entry.get("operation") == "Apply" and value_at(old, path) != value_at(applied, path):
+                conflicts.append((entry["manager"], path))
+    if conflicts and not force:
+        _raise_conflicts(old, conflicts)
+    merged: JsonObject = _merge(old, {k: v for k, v in applied.items() if k != "metadata"}, "", keyed)
+    merged["metadata"] = _merge(
+        old["metadata"], {k: v for k, v in applied["metadata"].items() if k not in _UNOWNED_METADATA}, "", keyed
+    )
+    still_owned: set[Path] = set()
+    kept_entries = []
+    for entry, owned in others:
+        if force:
+            owned -= {path for _, path in conflicts}
+            entry["fieldsV1"] = to_fields_v1(owned)
+        still_owned |= owned
+        if owned:
+            kept_entries.append(entry)
+    for path in sorted(previous - new_paths - still_owned, key=len, reverse=True):
+        _remove_path(merged, path)
+    kept_entries.append(
+        _entry(manager, str(applied.get("apiVersion", old.get("apiVersion", ""))), new_paths, time, subresource)
+    )
+    merged["metadata"]["managedFields"] = kept_entries
+    return merged
+
+
+def _render_path(path: Path) -> str:
+    return "".join("." + e[2:] if e.startswith("f:") else f"[{e[2:]}]" for e in path if e != ".")
+
+
+def _raise_conflicts(old: JsonObject, conflicts: list[tuple[str, Path]]) -> None:
+    causes = [
+        {
+            "reason": "FieldManagerConflict",
+            "message": f'conflict with "{manager}": {_render_path(path)}',
+            "field": _render_path(path),
+        }
+        for manager, path in conflicts
+    ]
+    summary = "\n".join(f"- {c['message']}" for c in causes)
+    kind = old.get("kind", "")
+    name = old["metadata"]["name"]
+    raise ApiError(
+        409,
+        "Conflict",
+        f"Apply failed with {len(causes)} conflict{'s' if len(causes) > 1 else ''}: {summary}",
+        {"name": name, "kind": kind, "causes": causes},
+    )

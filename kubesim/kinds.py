@@ -1,0 +1,241 @@
+"""Defaults and validation of built-in kinds, the parts of upstream's registry strategies that clients notice."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from typing import Any
+
+from kubesim.errors import ApiError, invalid
+from kubesim.selectors import label_selector_matcher
+
+JsonObject = dict[str, Any]
+Cause = dict[str, str]
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_LABEL_KINDS = frozenset({"Namespace", "Service"})
+
+
+def validate_name(kind: str, group: str, name: str) -> None:
+    pattern, limit = (_DNS_LABEL, 63) if kind in _DNS_LABEL_KINDS else (_DNS_SUBDOMAIN, 253)
+    if len(name) > limit or not pattern.match(name):
+        raise invalid(
+            kind,
+            name,
+            group,
+            [
+                {
+                    "reason": "FieldValueInvalid",
+                    "field": "metadata.name",
+                    "message": f'Invalid value: "{name}": a lowercase RFC 1123 name must consist of lower case '
+                    "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+                }
+            ],
+        )
+
+
+def _default_container(container: JsonObject) -> None:
+    image = str(container.get("image", ""))
+    latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
+    container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+    container.setdefault("terminationMessagePath", "/dev/termination-log")
+    container.setdefault("terminationMessagePolicy", "File")
+    container.setdefault("resources", {})
+    for port in container.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+
+
+def default_pod_spec(spec: JsonObject) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
+    if "serviceAccountName" in spec:
+        spec.setdefault("serviceAccount", spec["serviceAccountName"])
+    for field in ("containers", "initContainers"):
+        for container in spec.get(field) or []:
+            _default_container(container)
+    if spec.get("tolerations") is None and spec.get("nodeName") is None:
+        spec["tolerations"] = [
+            {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+        ]
+
+
+def _default_pod(obj: JsonObject) -> None:
+    default_pod_spec(obj.setdefault("spec", {}))
+    status = obj.setdefault("status", {})
+    status.setdefault("phase", "Pending")
+    status.setdefault("qosClass", "BestEffort")
+
+
+def _default_daemonset(obj: JsonObject) -> None:
+    spec = obj.setdefault("spec", {})
+    strategy = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+    if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+        strategy["type"] = "RollingUpdate"
+        rolling = strategy.setdefault("rollingUpdate", {})
+        rolling.setdefault("maxUnavailable", 1)
+        rolling.setdefault("maxSurge", 0)
+    spec.setdefault("revisionHistoryLimit", 10)
+    template = spec.setdefault("template", {})
+    default_pod_spec(template.setdefault("spec", {}))
+    if "status" not in obj or not obj["status"]:
+        obj["status"] = {
+            "currentNumberScheduled": 0,
+            "numberMisscheduled": 0,
+            "desiredNumberScheduled": 0,
+            "numberReady": 0,
+        }
+
+
+def _default_service(obj: JsonObject) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    for port in spec.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+        port.setdefault("targetPort", port.get("port"))
+    obj.setdefault("status", {"loadBalancer": {}})
+
+
+def _default_namespace(obj: JsonObject) -> None:
+    name = obj["metadata"]["name"]
+    obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+    obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+    obj["status"] = {"phase": "Active"}
+
+
+def _default_secret(obj: JsonObject) -> None:
+    string_data = obj.pop("stringData", None) or {}
+    data = obj.setdefault("data", {})
+    for key, value in string_data.items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    obj.setdefault("type", "Opaque")
+
+
+def _default_pdb(obj: JsonObject) -> None:
+    obj.setdefault("status", {}).update(
+        {
+            "disruptionsAllowed": obj.get("status", {}).get("disruptionsAllowed", 0),
+            "currentHealthy": obj.get("status", {}).get("currentHealthy", 0),
+            "desiredHealthy": obj.get("status", {}).get("desiredHealthy", 0),
+            "expectedPods": obj.get("status", {}).get("expectedPods", 0),
+        }
+    )
+
+
+def _default_deployment(obj: JsonObject) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+    default_pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
+
+
+CREATE_DEFAULTS: dict[str, Callable[[JsonObject], None]] = {
+    "v1/pods": _default_pod,
+    "apps/v1/daemonsets": _default_daemonset,
+    "apps/v1/deployments": _default_deployment,
+    "v1/services": _default_service,
+    "v1/namespaces": _default_namespace,
+    "v1/secrets": _default_secret,
+    "policy/v1/poddisruptionbudgets": _default_pdb,
+}
+
+
+def _required(causes: list[Cause], obj: JsonObject, path: str) -> None:
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value in (None, "", [], {}):
+        causes.append({"reason": "FieldValueRequired", "message": "Required value", "field": path})
+
+
+def _validate_pod_spec(causes: list[Cause], spec: JsonObject, prefix: str) -> None:
+    containers = spec.get("containers")
+    if not containers:
+        causes.append({"reason": "FieldValueRequired", "message": "Required value", "field": f"{prefix}.containers"})
+        return
+    for index, container in enumerate(containers):
+        for field in ("name", "image"):
+            if not container.get(field):
+                causes.append(
+                    {
+                        "reason": "FieldValueRequired",
+                        "message": "Required value",
+                        "field": f"{prefix}.containers[{index}].{field}",
+                    }
+                )
+
+
+def _selector_matches_labels(selector: JsonObject, labels: JsonObject) -> bool:
+    return bool(selector) and label_selector_matcher(selector)(labels)
+
+
+def _validate_workload(causes: list[Cause], obj: JsonObject) -> None:
+    spec = obj.get("spec") or {}
+    _required(causes, obj, "spec.selector")
+    template = spec.get("template") or {}
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    if spec.get("selector") and not _selector_matches_labels(spec["selector"], labels):
+        causes.append(
+            {
+                "reason": "FieldValueInvalid",
+                "message": f"Invalid value: {labels}: `selector` does not match template `labels`",
+                "field": "spec.template.metadata.labels",
+            }
+        )
+    _validate_pod_spec(causes, template.get("spec") or {}, "spec.template.spec")
+
+
+def _validate_pdb(causes: list[Cause], obj: JsonObject) -> None:
+    spec = obj.get("spec") or {}
+    if "minAvailable" in spec and "maxUnavailable" in spec:
+        causes.append(
+            {
+                "reason": "FieldValueInvalid",
+                "message": "Invalid value: minAvailable and maxUnavailable cannot be both set",
+                "field": "spec",
+            }
+        )
+
+
+def _validate_node(causes: list[Cause], obj: JsonObject) -> None:
+    for index, taint in enumerate((obj.get("spec") or {}).get("taints") or []):
+        if taint.get("effect") not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            causes.append(
+                {
+                    "reason": "FieldValueNotSupported",
+                    "message": f'Unsupported value: "{taint.get("effect")}": supported values: '
+                    '"NoSchedule", "PreferNoSchedule", "NoExecute"',
+                    "field": f"spec.taints[{index}].effect",
+                }
+            )
+
+
+VALIDATORS: dict[str, Callable[[list[Cause], JsonObject], None]] = {
+    "v1/pods": lambda causes, obj: _validate_pod_spec(causes, obj.get("spec") or {}, "spec"),
+    "apps/v1/daemonsets": _validate_workload,
+    "apps/v1/deployments": _validate_workload,
+    "policy/v1/poddisruptionbudgets": _validate_pdb,
+    "v1/nodes": _validate_node,
+}
+
+
+def validate_builtin(key: str, kind: str, group: str, obj: JsonObject) -> None:
+    """Raise 422 Invalid for the violations of the rules upstream checks on this kind."""
+    validator = VALIDATORS.get(key)
+    if validator is None:
+        return
+    causes: list[Cause] = []
+    validator(causes, obj)
+    if causes:
+        raise invalid(kind, obj["metadata"].get("name", ""), group, causes)
+
+
+def forbid(message: str, details: JsonObject | None = None) -> ApiError:
+    return ApiError(403, "Forbidden", message, details)

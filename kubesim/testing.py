@@ -1,0 +1,109 @@
+"""pytest plugin: a fresh simulated cluster per test, reachable through a kubeconfig.
+
+Enable it with ``pytest_plugins = ["kubesim.testing"]``. Fixtures:
+
+- ``kubesim``: a running :class:`KubesimCluster` (``.url``, ``.kubeconfig``, ``.sim``); ``KUBECONFIG`` points at
+  it for the test, so ``kubernetes.config.load_kube_config()``, kopf and kubectl all talk to it.
+- ``kubesim_namespace``: the name of a fresh namespace in it.
+- ``wait_for``: the :func:`wait_for` poll helper.
+
+Options come from the ``kubesim_options`` marker, e.g.
+``@pytest.mark.kubesim_options(nodes="worker-[0-2]:kernel=5.14.0", controllers=ControllerSettings(kmm=False))``;
+its keyword arguments are those of :class:`kubesim.simulator.Simulator`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from kubesim.simulator import Simulator
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, message: str = "") -> T:
+    """Poll ``predicate`` until it returns a truthy value and return that value; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except AssertionError as error:
+            last_error = error
+        if time.monotonic() > deadline:
+            detail = f" (last assertion: {last_error})" if last_error else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate!r}{detail}")
+        time.sleep(interval)
+
+
+@dataclass
+class KubesimCluster:
+    """A running simulator as a test sees it."""
+
+    sim: Simulator
+    kubeconfig: Path
+
+    @property
+    def url(self) -> str:
+        return self.sim.url
+
+    @property
+    def store(self) -> Any:
+        return self.sim.store
+
+    def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self.sim.call(function, *args, **kwargs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "kubesim_options(**kwargs): keyword arguments for the Simulator of the kubesim fixture"
+    )
+
+
+def _point_kubernetes_client_at(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The official client reads KUBECONFIG once, at import; also load the config as its default."""
+    try:
+        from kubernetes import config
+        from kubernetes.config import kube_config
+    except ImportError:
+        return
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    config.load_kube_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture
+def kubesim(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[KubesimCluster]:
+    marker = request.node.get_closest_marker("kubesim_options")
+    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    sim = Simulator(**options).start()
+    try:
+        kubeconfig = sim.write_kubeconfig(tmp_path / "kubesim.kubeconfig")
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        _point_kubernetes_client_at(kubeconfig, monkeypatch)
+        yield KubesimCluster(sim=sim, kubeconfig=kubeconfig)
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def kubesim_namespace(kubesim: KubesimCluster) -> str:
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    kubesim.call(kubesim.sim.store.create, "v1/namespaces", {"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture(name="wait_for")
+def wait_for_fixture() -> Callable[..., Any]:
+    return wait_for
