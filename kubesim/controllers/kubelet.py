@@ -101,7 +101,7 @@ class Kubelet:
         self._starts: DelayQueue[Key] = DelayQueue(loop, self._start_pod)
         self._stops: DelayQueue[Key] = DelayQueue(loop, self._finish_pod)
         self._readiness: WorkQueue[Key] = WorkQueue(loop, self._sync_readiness, "kubelet readiness")
-        self._pod_ips: dict[str, int] = {}
+        self._pod_ips: dict[str, list[int]] = {}
         pods.add_handler(self._on_pod)
         nodes.add_handler(self._on_node)
         for pod in list(pods.values()):
@@ -278,18 +278,22 @@ class Kubelet:
         return status
 
     def _allocate_pod_ip(self, node: JsonObject) -> str:
+        """The next address of the node's pod CIDR (10.244.<n>.0/24 when it has none), wrapping around."""
         name = node["metadata"]["name"]
-        cidr = (node.get("spec") or {}).get("podCIDR")
-        try:
-            network = ipaddress.ip_network(cidr) if cidr else None
-        except ValueError:
-            network = None
-        if network is None:
-            network = ipaddress.ip_network(f"10.244.{len(self._pod_ips) % 256}.0/24")
-        host_count = max(network.num_addresses - 3, 1)
-        offset = self._pod_ips.get(name, 0)
-        self._pod_ips[name] = offset + 1
-        return str(network.network_address + 2 + offset % host_count)
+        pool = self._pod_ips.get(name)
+        if pool is None:
+            cidr = (node.get("spec") or {}).get("podCIDR")
+            try:
+                network = ipaddress.ip_network(cidr) if cidr else None
+            except ValueError:
+                network = None
+            if network is None:
+                network = ipaddress.ip_network(f"10.244.{len(self._pod_ips) % 256}.0/24")
+            pool = [int(network.network_address) + 2, max(network.num_addresses - 3, 1), 0]
+            self._pod_ips[name] = pool
+        first, size, used = pool
+        pool[2] = used + 1
+        return str(ipaddress.ip_address(first + used % size))
 
     def _sync_readiness(self, key: Key) -> None:
         pod = self._pods.get(key)
