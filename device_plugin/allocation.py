@@ -1,0 +1,156 @@
+"""What a container that requests ``amd.com/onload`` receives: device nodes, read-only mounts, environment.
+
+Everything is resolved when Allocate is called, not at startup: the init container copies the Onload
+userland onto the host, and the module may load after the plugin starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from device_plugin.config import PluginConfig
+
+DEVICE_NODE_NAMES = ("onload", "onload_epoll", "sfc_char")
+DEVICE_PERMISSIONS = "mrw"
+LIBRARY_PREFIXES = ("libonload.so", "libonload_ext.so")
+HOST_LIB_DIR = "usr/lib64"
+HOST_BIN_DIR = "usr/bin"
+ONLOAD_SCRIPT = "onload"
+
+CDI_VERSION = "0.5.0"
+CDI_KIND = "amd.com/onload"
+CDI_DEVICE_NAME = "onload"
+CDI_QUALIFIED_NAME = f"{CDI_KIND}={CDI_DEVICE_NAME}"
+CDI_SPEC_FILE = "amd.com-onload.json"
+
+
+def go_join(*parts: str) -> str:
+    """Join and clean path parts like Go's ``filepath.Join``: absolute later parts do not reset the path."""
+    joined = "/".join(part for part in parts if part)
+    if not joined:
+        return ""
+    return posixpath.normpath(re.sub(r"/+", "/", joined))
+
+
+@dataclass(frozen=True)
+class DeviceNode:
+    host_path: str
+    container_path: str
+    permissions: str = DEVICE_PERMISSIONS
+
+
+@dataclass(frozen=True)
+class FileMount:
+    host_path: str
+    container_path: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class ContainerEdits:
+    """The runtime-neutral description of one container's Onload injection."""
+
+    device_nodes: tuple[DeviceNode, ...] = ()
+    mounts: tuple[FileMount, ...] = ()
+    envs: dict[str, str] = field(default_factory=dict)
+
+
+def existing_device_nodes(dev_root: str) -> tuple[DeviceNode, ...]:
+    """Onload device nodes present on the host; ``dev_root`` is where the host's /dev is visible."""
+    return tuple(
+        DeviceNode(host_path=f"/dev/{name}", container_path=f"/dev/{name}")
+        for name in DEVICE_NODE_NAMES
+        if os.path.exists(os.path.join(dev_root, name))
+    )
+
+
+def library_mounts(config: PluginConfig) -> tuple[FileMount, ...]:
+    """Every file in the host library dir whose name starts with an Onload library name.
+
+    Versioned names (``libonload.so.1``, ``libonload.so.1.2.3``) are included. Symbolic links to files count,
+    because the container runtime resolves the host path when it bind-mounts it.
+    """
+    host_dir = go_join(config.host_onload_path, HOST_LIB_DIR)
+    try:
+        names = sorted(os.listdir(host_dir))
+    except OSError:
+        return ()
+    return tuple(
+        FileMount(
+            host_path=go_join(host_dir, name),
+            container_path=go_join(config.base_mount_path, config.lib_mount_path, name),
+        )
+        for name in names
+        if name.startswith(LIBRARY_PREFIXES) and os.path.isfile(os.path.join(host_dir, name))
+    )
+
+
+def preload_path(config: PluginConfig) -> str:
+    return go_join(config.base_mount_path, config.lib_mount_path, LIBRARY_PREFIXES[0])
+
+
+def container_edits(config: PluginConfig) -> ContainerEdits:
+    mounts = list(library_mounts(config))
+    if config.mount_onload:
+        mounts.append(
+            FileMount(
+                host_path=go_join(config.host_onload_path, HOST_BIN_DIR, ONLOAD_SCRIPT),
+                container_path=go_join(config.base_mount_path, config.bin_mount_path, ONLOAD_SCRIPT),
+            )
+        )
+    envs = {"LD_PRELOAD": preload_path(config)} if config.set_preload else {}
+    return ContainerEdits(existing_device_nodes(config.dev_root), tuple(mounts), envs)
+
+
+def cdi_spec(edits: ContainerEdits) -> dict[str, Any]:
+    """A CDI spec with one device, ``amd.com/onload=onload``, carrying all of the container edits."""
+    container_edits: dict[str, Any] = {
+        "deviceNodes": [
+            {"path": node.container_path, "hostPath": node.host_path, "permissions": "rwm"}
+            for node in edits.device_nodes
+        ],
+        "mounts": [
+            {
+                "hostPath": mount.host_path,
+                "containerPath": mount.container_path,
+                "options": ["ro", "nosuid", "nodev", "bind"] if mount.read_only else ["nosuid", "nodev", "bind"],
+            }
+            for mount in edits.mounts
+        ],
+    }
+    if edits.envs:
+        container_edits["env"] = [f"{key}={value}" for key, value in sorted(edits.envs.items())]
+    return {
+        "cdiVersion": CDI_VERSION,
+        "kind": CDI_KIND,
+        "devices": [{"name": CDI_DEVICE_NAME, "containerEdits": container_edits}],
+    }
+
+
+def write_cdi_spec(spec_dir: str, spec: dict[str, Any]) -> str:
+    """Write the spec atomically (runtimes may read it at any moment); skip the write when unchanged."""
+    path = os.path.join(spec_dir, CDI_SPEC_FILE)
+    content = json.dumps(spec, indent=2, sort_keys=True) + "\n"
+    try:
+        with open(path, encoding="utf-8") as current:
+            if current.read() == content:
+                return path
+    except OSError:
+        pass
+    os.makedirs(spec_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=spec_dir, prefix=".amd.com-onload.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(content)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path

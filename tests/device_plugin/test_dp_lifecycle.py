@@ -1,0 +1,118 @@
+"""Registration and restart behaviour against a kubelet played over real gRPC on unix sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+from dp_helpers import FakeKubelet, HostTree, StartPlugin, exists, wait_for
+
+from device_plugin.metrics import PluginMetrics
+from device_plugin.server import RESOURCE_NAME, DevicePluginService, socket_identity
+
+
+async def test_registers_with_version_resource_and_endpoint(
+    host: HostTree, kubelet: FakeKubelet, start_plugin: StartPlugin
+) -> None:
+    host.load_module()
+    await start_plugin()
+    await wait_for(lambda: len(kubelet.registrations) == 1, message="registration")
+    request = kubelet.registrations[0]
+    assert request.version == "v1beta1"
+    assert request.resource_name == RESOURCE_NAME
+    assert request.endpoint == "onload.sock"
+    assert request.options.get_preferred_allocation_available
+    assert not request.options.pre_start_required
+    # The kubelet dialled back and got the same options.
+    assert kubelet.options[0].get_preferred_allocation_available
+    await wait_for(lambda: len(kubelet.latest) == 4, message="device list")
+    assert [d.ID for d in kubelet.latest] == ["sfc-0", "sfc-1", "sfc-2", "sfc-3"]
+    assert {d.health for d in kubelet.latest} == {"Healthy"}
+
+
+async def test_waits_for_an_absent_kubelet_without_exiting(host: HostTree, start_plugin: StartPlugin) -> None:
+    service = await start_plugin()
+    socket = os.path.join(host.plugin_dir, "onload.sock")
+    await wait_for(lambda: exists(socket), message="plugin socket")
+    kubelet = FakeKubelet(host.plugin_dir)
+    await kubelet.start()
+    try:
+        took = await wait_for(lambda: len(kubelet.registrations) == 1, message="late registration")
+        assert took < 1.0
+        assert service.registrations == 1
+    finally:
+        await kubelet.stop()
+
+
+async def test_retries_when_the_kubelet_rejects_registration(
+    host: HostTree, kubelet: FakeKubelet, start_plugin: StartPlugin
+) -> None:
+    kubelet.reject_next = "device manager not ready"
+    service = await start_plugin()
+    await wait_for(lambda: service.registrations == 1, message="registration after a rejection")
+    assert len(kubelet.registrations) == 1
+    sample = service.metrics.registry.get_sample_value
+    assert sample("onload_device_plugin_registrations_total", {"result": "error"}) == 1
+    assert sample("onload_device_plugin_registrations_total", {"result": "ok"}) == 1
+
+
+async def test_kubelet_restart_fifty_times_never_loses_the_registration(
+    host: HostTree, kubelet: FakeKubelet, start_plugin: StartPlugin
+) -> None:
+    host.load_module()
+    service = await start_plugin()
+    await wait_for(lambda: len(kubelet.updates) == 1, message="first device list")
+    slowest = 0.0
+    for restart in range(1, 51):
+        await kubelet.restart()
+        # Re-registered and the new kubelet received the device list over its own ListAndWatch.
+        took = await wait_for(
+            lambda n=restart: len(kubelet.registrations) == n + 1 and len(kubelet.updates) == n + 1,
+            deadline=5.0,
+            message=f"re-registration after restart {restart}",
+        )
+        slowest = max(slowest, took)
+        assert exists(os.path.join(host.plugin_dir, "onload.sock"))
+    assert service.registrations == 51
+    assert slowest < 1.0, f"slowest re-registration took {slowest:.3f} s"
+    # Every registration got the whole healthy device list.
+    assert {d.health for d in kubelet.latest} == {"Healthy"}
+
+
+async def test_replaced_kubelet_socket_alone_triggers_registration(
+    host: HostTree, kubelet: FakeKubelet, start_plugin: StartPlugin
+) -> None:
+    """A kubelet that comes back without deleting our socket is still noticed (new kubelet.sock identity)."""
+    await start_plugin()
+    await wait_for(lambda: len(kubelet.registrations) == 1, message="first registration")
+    before = socket_identity(kubelet.socket_path)
+    await kubelet.stop()  # grpc removes kubelet.sock when its server stops
+    assert not exists(kubelet.socket_path)
+    await kubelet.start()
+    assert socket_identity(kubelet.socket_path) != before
+    await wait_for(lambda: len(kubelet.registrations) == 2, deadline=1.0, message="re-registration")
+
+
+async def test_list_and_watch_ends_when_the_kubelet_goes_away(
+    host: HostTree, kubelet: FakeKubelet, start_plugin: StartPlugin
+) -> None:
+    service = await start_plugin()
+    await wait_for(lambda: len(kubelet.updates) == 1, message="first device list")
+    assert service.servicer is not None
+    await wait_for(lambda: service.servicer is not None and service.servicer.active_streams == 1)
+    await kubelet.stop()
+    await wait_for(lambda: service.servicer is not None and service.servicer.active_streams == 0, message="stream end")
+
+
+async def test_stopping_the_plugin_ends_streams_and_removes_the_socket(host: HostTree, kubelet: FakeKubelet) -> None:
+    service = DevicePluginService(host.config(), PluginMetrics())
+    task = asyncio.create_task(service.run())
+    await wait_for(lambda: len(kubelet.updates) == 1, message="first device list")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await wait_for(lambda: kubelet.stream_ended == 1, message="ListAndWatch end seen by the kubelet")
+    assert not exists(os.path.join(host.plugin_dir, "onload.sock"))
+    assert service.servicer is not None
+    assert service.servicer.active_streams == 0
