@@ -180,7 +180,7 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
         self._watchers.append(asyncio.create_task(self._list_and_watch(stub)))
         return pb.Empty()
 
-    async def _list_and_watch(self, stub: pb_grpc.DevicePluginStub) -> None:
+    async def _list_and_watch(self, stub: pb_grpc.DevicePluginAsyncStub) -> None:
         with contextlib.suppress(grpc.aio.AioRpcError):
             async for response in stub.ListAndWatch(pb.Empty()):
                 self.updates.append(list(response.devices))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 
 from dp_helpers import FakeKubelet, HostTree, StartPlugin, exists, wait_for
 
@@ -68,9 +69,7 @@ async def test_kubelet_restart_fifty_times_never_loses_the_registration(
         await kubelet.restart()
         # Re-registered and the new kubelet received the device list over its own ListAndWatch.
         took = await wait_for(
-            lambda n=restart: len(kubelet.registrations) == n + 1 and len(kubelet.updates) == n + 1,
-            deadline=5.0,
-            message=f"re-registration after restart {restart}",
+            _registered_and_listed(kubelet, restart + 1), deadline=5.0, message=f"re-registration {restart}"
         )
         slowest = max(slowest, took)
         assert exists(os.path.join(host.plugin_dir, "onload.sock"))
@@ -116,3 +115,7 @@ async def test_stopping_the_plugin_ends_streams_and_removes_the_socket(host: Hos
     assert not exists(os.path.join(host.plugin_dir, "onload.sock"))
     assert service.servicer is not None
     assert service.servicer.active_streams == 0
+
+
+def _registered_and_listed(kubelet: FakeKubelet, count: int) -> Callable[[], bool]:
+    return lambda: len(kubelet.registrations) == count and len(kubelet.updates) == count
