@@ -41,6 +41,8 @@ class ControllerSettings(BaseModel):
     pod_stop_delay: float = Field(default=0.05, ge=0)
     kmm_load_delay: float = Field(default=0.1, ge=0)
     kmm_unload_delay: float = Field(default=0.05, ge=0)
+    kmm_worker_pods: bool = False
+    """Run a KMM worker pod on the node for every load and unload (see ``kubesim.controllers.kmm``)."""
 
 
 class Controllers:
@@ -104,6 +106,7 @@ def start_controllers(store: ObjectStore, settings: ControllerSettings | None = 
             loop,
             settings.kmm_load_delay,
             settings.kmm_unload_delay,
+            worker_pods=settings.kmm_worker_pods,
         )
     if settings.pod_gc:
         assert nodes is not None

@@ -17,8 +17,13 @@ Loading takes ``kmm_load_delay`` seconds and sets ``kmm.node.kubernetes.io/<ns>.
 module: the Module gets a Warning Event ``FailedLoad`` once per node and version. The Module status counts
 ``moduleLoader.{nodesMatchingSelectorNumber, desiredNumber, availableNumber}`` are kept current.
 
-Not emulated: worker pods and NodeModulesConfig objects, image builds and signing, the device plugin
-DaemonSet, the admission webhook and a finalizer on Modules.
+With ``worker_pods`` each load or unload also runs a KMM v2 style worker pod ``kmm-worker-<node>-<module>`` in
+the Module's namespace, labelled ``kmm.node.kubernetes.io/module.name=<module>``: it exists while the step is in
+progress and is deleted (after being reported Succeeded) when the step is done; a failing load leaves a Failed
+worker pod until the failure is lifted. Worker pods are not created for unloads after the Module is deleted.
+
+Not emulated: NodeModulesConfig objects, image builds and signing, the device plugin DaemonSet, the admission
+webhook and a finalizer on Modules.
 """
 
 import asyncio
@@ -40,6 +45,8 @@ log = logging.getLogger(__name__)
 MODULES = "kmm.sigs.x-k8s.io/v1beta1/modules"
 NODES = "v1/nodes"
 EVENTS = "v1/events"
+PODS = "v1/pods"
+MODULE_NAME_LABEL = "kmm.node.kubernetes.io/module.name"
 LABEL_PREFIX = "kmm.node.kubernetes.io/"
 
 _ABSENT = None
@@ -96,6 +103,69 @@ def kernel_mapping_for(module: JsonObject, kernel: str) -> JsonObject | None:
     return None
 
 
+def container_image(module: JsonObject, kernel: str) -> str:
+    """The module image for a kernel, with KMM's ${KERNEL_FULL_VERSION}-style variables substituted."""
+    container = ((module.get("spec") or {}).get("moduleLoader") or {}).get("container") or {}
+    mapping = kernel_mapping_for(module, kernel) or {}
+    image = str(mapping.get("containerImage") or container.get("containerImage") or "")
+    normalized = re2.sub(r"[^a-zA-Z0-9._-]", "_", kernel.removesuffix("+"))
+    parts = re2.split(r"[.,-]", kernel)
+    namespace, name = object_key(module)
+    variables = {
+        "KERNEL_FULL_VERSION": normalized,
+        "KERNEL_VERSION": normalized,
+        "KERNEL_XYZ": ".".join(parts[:3]),
+        "KERNEL_X": parts[0],
+        "KERNEL_Y": parts[1] if len(parts) > 1 else "",
+        "KERNEL_Z": parts[2] if len(parts) > 2 else "",
+        "MOD_NAME": name,
+        "MOD_NAMESPACE": namespace,
+    }
+    for variable, value in variables.items():
+        image = image.replace("${" + variable + "}", value)
+    return image
+
+
+def worker_pod_name(pair: tuple[Key, str]) -> str:
+    (_, name), node_name = pair
+    return f"kmm-worker-{node_name}-{name}"[:253]
+
+
+def worker_pod(module: JsonObject, node: JsonObject, verb: str) -> JsonObject:
+    """A KMM v2 style worker pod that loads or unloads the module on the node."""
+    namespace, name = object_key(module)
+    node_name = node["metadata"]["name"]
+    spec = module.get("spec") or {}
+    loader = spec.get("moduleLoader") or {}
+    kernel = ((node.get("status") or {}).get("nodeInfo") or {}).get("kernelVersion") or ""
+    pod_spec: JsonObject = {
+        "nodeName": node_name,
+        "restartPolicy": "Never",
+        "containers": [
+            {
+                "name": "worker",
+                "image": container_image(module, kernel),
+                "args": ["kmod", verb, "/etc/kmm-worker/config.yaml"],
+                "securityContext": {"privileged": True},
+            }
+        ],
+    }
+    if loader.get("serviceAccountName"):
+        pod_spec["serviceAccountName"] = loader["serviceAccountName"]
+    if spec.get("tolerations"):
+        pod_spec["tolerations"] = list(spec["tolerations"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": worker_pod_name(((namespace, name), node_name)),
+            "namespace": namespace,
+            "labels": {MODULE_NAME_LABEL: name, "kmm.node.kubernetes.io/worker-action": verb},
+        },
+        "spec": pod_spec,
+    }
+
+
 def module_version(module: JsonObject) -> str:
     container = ((module.get("spec") or {}).get("moduleLoader") or {}).get("container") or {}
     return str(container.get("version") or "")
@@ -137,8 +207,11 @@ class KmmController:
         loop: asyncio.AbstractEventLoop,
         load_delay: float,
         unload_delay: float,
+        worker_pods: bool = False,
     ) -> None:
         self._store = store
+        self._worker_pods = worker_pods
+        self._workers: dict[Pair, tuple[str, str]] = {}
         self._nodes = nodes
         self._modules = modules
         self._load_delay = load_delay
@@ -255,7 +328,8 @@ class KmmController:
         return labels.get(version_ready_label(namespace, name), "")
 
     def _plan(self, pair: Pair) -> tuple[str, str] | None:
-        """The next action for (Module, node): ("load" | "unload", version), or None when nothing is due."""
+        """The next step for (Module, node): ("load" | "unload", version), ("fail", version) for a load on a
+        failing node, or None when nothing is due."""
         key, node_name = pair
         node = self._nodes.get(("", node_name))
         module = self._modules.get(key)
@@ -280,10 +354,7 @@ class KmmController:
         if current is not _ABSENT:
             return ("unload", current)
         assert target is not None
-        if node_name in self._failing:
-            self._warn_failed_load(pair, module, target)
-            return None
-        return ("load", target)
+        return ("fail" if node_name in self._failing else "load", target)
 
     def _record(self, key: Key, node_name: str, counts: _NodeCounts) -> None:
         if self._modules.get(key) is None:
@@ -298,13 +369,19 @@ class KmmController:
 
     def _sync_pair(self, pair: Pair) -> None:
         action = self._plan(pair)
-        if action is None:
+        if action is None or action[0] == "fail":
             self._planned.pop(pair, None)
             self._actions.discard(pair)
+            if action is None:
+                self._end_worker(pair)
+            else:
+                self._warn_failed_load(pair, action[1])
+                self._start_worker(pair, action)
             return
         if self._planned.get(pair) == action and pair in self._actions:
             return
         self._planned[pair] = action
+        self._start_worker(pair, action)
         self._actions.add(pair, self._load_delay if action[0] == "load" else self._unload_delay)
 
     def _act(self, pair: Pair) -> None:
@@ -330,7 +407,61 @@ class KmmController:
             return
         log.debug("kmm: %sed %s/%s %r on %s", verb, namespace, name, version, node_name)
         self._nodes.observe(updated)
+        self._end_worker(pair)
         self._work.add(pair)
+
+    # Worker pods.
+
+    def _start_worker(self, pair: Pair, action: tuple[str, str]) -> None:
+        """Create the worker pod of a load or unload (a failing load's pod ends Failed and stays)."""
+        if not self._worker_pods or self._workers.get(pair) == action:
+            return
+        self._end_worker(pair)
+        (namespace, name), node_name = pair
+        module = self._modules.get((namespace, name))
+        node = self._nodes.get(("", node_name))
+        if module is None or node is None:
+            return
+        pod = worker_pod(module, node, "unload" if action[0] == "unload" else "load")
+        try:
+            created = self._store.create(PODS, pod)
+            if action[0] == "fail":
+                now = now_rfc3339()
+                terminated = {"exitCode": 1, "reason": "Error", "startedAt": now, "finishedAt": now}
+                status = {
+                    "phase": "Failed",
+                    "containerStatuses": [
+                        {
+                            "name": "worker",
+                            "image": created["spec"]["containers"][0]["image"],
+                            "ready": False,
+                            "restartCount": 0,
+                            "state": {"terminated": terminated},
+                        }
+                    ],
+                }
+                self._store.merge_patch(
+                    PODS, namespace, created["metadata"]["name"], {"status": status}, subresource="status"
+                )
+        except ApiError as error:
+            log.info("kmm: worker pod for %s/%s on %s not created: %s", namespace, name, node_name, error)
+            return
+        self._workers[pair] = action
+
+    def _end_worker(self, pair: Pair) -> None:
+        """Report the worker pod of a finished or abandoned step terminated, and delete it."""
+        action = self._workers.pop(pair, None)
+        if action is None:
+            return
+        (namespace, _), _ = pair
+        name = worker_pod_name(pair)
+        try:
+            if action[0] != "fail":
+                self._store.merge_patch(PODS, namespace, name, {"status": {"phase": "Succeeded"}}, subresource="status")
+            self._store.delete(PODS, namespace, name)
+        except ApiError as error:
+            if error.code != 404:
+                log.info("kmm: worker pod %s/%s not removed: %s", namespace, name, error)
 
     def _write_status(self, key: Key) -> None:
         module = self._modules.get(key)
@@ -355,7 +486,8 @@ class KmmController:
             raise
         self._modules.observe(updated)
 
-    def _warn_failed_load(self, pair: Pair, module: JsonObject | None, version: str) -> None:
+    def _warn_failed_load(self, pair: Pair, version: str) -> None:
+        module = self._modules.get(pair[0])
         if module is None or (pair, version) in self._warned:
             return
         self._warned.add((pair, version))

@@ -6,8 +6,8 @@ import pytest
 from sim_fake_store import FakeStore
 from sim_helpers import add_nodes, module, wait_for
 
-from kubesim.controllers import Controllers
-from kubesim.controllers.kmm import kernel_mapping_for
+from kubesim.controllers import Controllers, ControllerSettings, start_controllers
+from kubesim.controllers.kmm import container_image, kernel_mapping_for
 
 MODULES = "kmm.sigs.x-k8s.io/v1beta1/modules"
 READY = "kmm.node.kubernetes.io/onload.onload-module.ready"
@@ -156,3 +156,57 @@ async def test_module_created_before_nodes_and_two_modules(store: FakeStore, con
     await wait_for(lambda: sfc_ready in labels(store, "new-0"), what="sfc module on the 6.1.0 node")
     assert READY not in labels(store, "new-0")
     assert sfc_ready not in labels(store, "worker-0")
+
+
+def test_container_image_substitutes_kmm_variables() -> None:
+    mod = module(
+        mappings=[
+            {
+                "literal": "5.14.0-284.el9.x86_64",
+                "containerImage": "r/${MOD_NAMESPACE}/${MOD_NAME}:${KERNEL_FULL_VERSION}",
+            },
+            {"regexp": ".", "containerImage": ""},
+        ]
+    )
+    mod["spec"]["moduleLoader"]["container"]["containerImage"] = "r/default:${KERNEL_XYZ}-${KERNEL_X}"
+    assert container_image(mod, "5.14.0-284.el9.x86_64") == "r/onload/onload-module:5.14.0-284.el9.x86_64"
+    assert container_image(mod, "6.8.1-rt+") == "r/default:6.8.1-6"
+
+
+async def test_worker_pods_run_while_loading(store: FakeStore) -> None:
+    settings = ControllerSettings(pod_start_delay=0.01, kmm_load_delay=0.3, kmm_unload_delay=0.3, kmm_worker_pods=True)
+    running = start_controllers(store, settings)
+    try:
+        add_nodes(store, "worker-[0-1]:labels=node-role.kubernetes.io/worker=")
+        running.kmm.fail_node("worker-1")  # type: ignore[union-attr]
+        store.create(MODULES, module())
+
+        def workers() -> dict[str, dict[str, Any]]:
+            pods = store.list("v1/pods", "onload", label_selector="kmm.node.kubernetes.io/module.name=onload-module")
+            return {p["spec"]["nodeName"]: p for p in pods}
+
+        during = await wait_for(lambda: workers() if len(workers()) == 2 else None, what="two worker pods")
+        assert during["worker-0"]["metadata"]["name"] == "kmm-worker-worker-0-onload-module"
+        assert during["worker-0"]["spec"]["containers"][0]["args"][:2] == ["kmod", "load"]
+        assert (
+            during["worker-0"]["spec"]["containers"][0]["image"]
+            == "registry.example/onload-module:"
+            + (
+                store.get("v1/nodes", None, "worker-0")["status"]["nodeInfo"]["kernelVersion"]  # type: ignore[index]
+            )
+        )
+        assert READY not in labels(store, "worker-0")
+        await wait_for(lambda: loaded(store) == {"worker-0": ""}, what="loaded on worker-0")
+        await wait_for(lambda: list(workers()) == ["worker-1"], what="worker-0's worker pod removed")
+        assert workers()["worker-1"]["status"]["phase"] == "Failed"
+
+        running.kmm.fail_node("worker-1", failing=False)  # type: ignore[union-attr]
+        await wait_for(lambda: sorted(loaded(store)) == ["worker-0", "worker-1"], what="loaded after recovery")
+        await wait_for(lambda: workers() == {}, what="no worker pods left")
+
+        set_label(store, "worker-0", "node-role.kubernetes.io/worker", None)
+        unloading = await wait_for(lambda: workers().get("worker-0"), what="unload worker pod")
+        assert unloading["spec"]["containers"][0]["args"][:2] == ["kmod", "unload"]
+        await wait_for(lambda: sorted(loaded(store)) == ["worker-1"] and workers() == {}, what="unloaded")
+    finally:
+        running.stop()
