@@ -31,34 +31,27 @@ class ApiError(Exception):
         return f"ApiError({self.code}, {self.reason!r}, {self.message!r})"
 
 
+def _details(resource: str, name: str) -> dict[str, Any]:
+    """Status details as the API server fills them: ``kind`` holds the plural, ``group`` is omitted when empty."""
+    plural, _, group = resource.partition(".")
+    details: dict[str, Any] = {"name": name, "kind": plural}
+    if group:
+        details["group"] = group
+    return details
+
+
 def not_found(resource: str, name: str) -> ApiError:
     """404 for ``resource`` given as ``<plural>`` or ``<plural>.<group>``."""
-    plural, _, group = resource.partition(".")
-    return ApiError(
-        404,
-        "NotFound",
-        f'{resource} "{name}" not found',
-        {"name": name, "group": group, "kind": plural},
-    )
+    return ApiError(404, "NotFound", f'{resource} "{name}" not found', _details(resource, name))
 
 
 def already_exists(resource: str, name: str) -> ApiError:
-    plural, _, group = resource.partition(".")
-    return ApiError(
-        409,
-        "AlreadyExists",
-        f'{resource} "{name}" already exists',
-        {"name": name, "group": group, "kind": plural},
-    )
+    return ApiError(409, "AlreadyExists", f'{resource} "{name}" already exists', _details(resource, name))
 
 
 def conflict(resource: str, name: str, why: str) -> ApiError:
-    plural, _, group = resource.partition(".")
     return ApiError(
-        409,
-        "Conflict",
-        f'Operation cannot be fulfilled on {resource} "{name}": {why}',
-        {"name": name, "group": group, "kind": plural},
+        409, "Conflict", f'Operation cannot be fulfilled on {resource} "{name}": {why}', _details(resource, name)
     )
 
 

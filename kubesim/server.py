@@ -109,6 +109,13 @@ def _flag(value: str | None) -> bool:
 def _body(raw: bytes, content_type: str) -> Any:
     if not raw:
         return None
+    if "protobuf" in content_type or "cbor" in content_type:
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"application/json, application/yaml, {', '.join(PATCH_TYPES)}",
+        )
     try:
         if content_type == PATCH_APPLY or content_type.endswith("yaml"):
             return yaml.safe_load(raw)

@@ -1,0 +1,57 @@
+"""Fixtures for kubesim's own tests.
+
+The contract tests (``test_contract_*.py``, marked ``realcluster``) talk to the API over HTTP only, through the
+``cluster`` fixture: a fresh kubesim by default, or the real cluster of the kubeconfig named by
+``KUBESIM_CONTRACT_KUBECONFIG``. Tests that need kubesim's own hooks (history compaction, faults) use
+``cluster.require_sim()`` and are skipped against a real cluster.
+"""
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import config
+
+# Test modules are imported in importlib mode; the shared helpers of this directory are a plain module.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from contract_support import REAL_CLUSTER_KUBECONFIG, Cluster
+
+from kubesim.simulator import Simulator
+from kubesim.testing import kubesim, kubesim_namespace, wait_for_fixture
+from kubesim.testing import pytest_configure as kubesim_pytest_configure
+
+__all__ = ["kubesim", "kubesim_namespace", "wait_for_fixture"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    kubesim_pytest_configure(config)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    if REAL_CLUSTER_KUBECONFIG:
+        api = config.new_client_from_config(config_file=REAL_CLUSTER_KUBECONFIG)  # type: ignore[no-untyped-call]
+        real = Cluster(api=api, sim=None)
+        try:
+            yield real
+        finally:
+            for name in real.namespaces:
+                real.core.delete_namespace(name)
+        return
+    sim = Simulator(nodes=2, bookmark_interval=0.2).start()
+    try:
+        kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+        api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+        try:
+            yield Cluster(api=api, sim=sim)
+        finally:
+            api.close()
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> str:
+    return cluster.namespace()

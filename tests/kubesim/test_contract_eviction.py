@@ -1,0 +1,170 @@
+"""Pod eviction honouring PodDisruptionBudgets, and the pods/status subresource."""
+
+from typing import Any
+
+import pytest
+from contract_support import PAUSE_IMAGE, Cluster
+from kubernetes import client
+
+from kubesim.testing import wait_for
+
+pytestmark = pytest.mark.realcluster
+
+
+def _pod(name: str, node: str, app: str = "web") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"app": app}},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "c", "image": PAUSE_IMAGE}],
+        },
+    }
+
+
+def _ready_pods(cluster: Cluster, namespace: str, count: int, app: str = "web") -> list[str]:
+    node = cluster.ready_node()
+    names = [f"{app}-{index}" for index in range(count)]
+    for name in names:
+        cluster.core.create_namespaced_pod(namespace, _pod(name, node, app))
+
+    def all_ready() -> bool:
+        pods = cluster.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
+        return len(pods) == count and all(
+            any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []) for p in pods
+        )
+
+    wait_for(all_ready, timeout=120, message="pods to become Ready")
+    return names
+
+
+def _budget(name: str, app: str = "web", **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": {"selector": {"matchLabels": {"app": app}}, **spec}}
+
+
+def _evict(cluster: Cluster, namespace: str, name: str) -> tuple[int, Any]:
+    body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": namespace}}
+    return cluster.http("POST", f"/api/v1/namespaces/{namespace}/pods/{name}/eviction", body)
+
+
+def _gone(cluster: Cluster, namespace: str, name: str) -> bool:
+    status, body = cluster.http("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
+    return status == 404 or bool(body["metadata"].get("deletionTimestamp"))
+
+
+def _wait_for_budget(cluster: Cluster, namespace: str, name: str, healthy: int) -> None:
+    """A real cluster's disruption controller needs a moment to count the pods."""
+    if cluster.sim is not None:
+        return
+
+    def counted() -> bool:
+        status = cluster.policy.read_namespaced_pod_disruption_budget(name, namespace).status
+        return status is not None and status.current_healthy == healthy
+
+    wait_for(counted, timeout=60)
+
+
+def test_eviction_without_a_budget_is_allowed(cluster: Cluster, namespace: str) -> None:
+    (name,) = _ready_pods(cluster, namespace, 1)
+    status, body = _evict(cluster, namespace, name)
+    assert status == 201
+    assert body["kind"] == "Status"
+    wait_for(lambda: _gone(cluster, namespace, name), timeout=60)
+
+
+def test_min_available_blocks_with_429_and_a_disruption_budget_cause(cluster: Cluster, namespace: str) -> None:
+    names = _ready_pods(cluster, namespace, 2)
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("pdb", minAvailable=2))
+    _wait_for_budget(cluster, namespace, "pdb", 2)
+    status, body = _evict(cluster, namespace, names[0])
+    assert status == 429
+    assert body["reason"] == "TooManyRequests"
+    assert body["details"]["causes"][0]["reason"] == "DisruptionBudget"
+    assert "disruption budget" in body["message"]
+    assert not _gone(cluster, namespace, names[0])
+
+
+def test_min_available_allows_one_then_blocks(cluster: Cluster, namespace: str) -> None:
+    names = _ready_pods(cluster, namespace, 3)
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("pdb", minAvailable=2))
+    _wait_for_budget(cluster, namespace, "pdb", 3)
+    assert _evict(cluster, namespace, names[0])[0] == 201
+    wait_for(lambda: _gone(cluster, namespace, names[0]), timeout=60)
+    _wait_for_budget(cluster, namespace, "pdb", 2)
+    assert _evict(cluster, namespace, names[1])[0] == 429
+
+
+@pytest.mark.parametrize(
+    ("spec", "allowed"),
+    [
+        ({"maxUnavailable": 1}, True),
+        ({"maxUnavailable": 0}, False),
+        ({"maxUnavailable": "50%"}, True),
+        ({"minAvailable": "100%"}, False),
+        ({"minAvailable": "50%"}, True),
+    ],
+)
+def test_budget_forms(cluster: Cluster, namespace: str, spec: dict[str, Any], allowed: bool) -> None:
+    names = _ready_pods(cluster, namespace, 2)
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("pdb", **spec))
+    _wait_for_budget(cluster, namespace, "pdb", 2)
+    status, _ = _evict(cluster, namespace, names[0])
+    assert status == (201 if allowed else 429)
+
+
+def test_budget_of_other_pods_does_not_apply(cluster: Cluster, namespace: str) -> None:
+    (name,) = _ready_pods(cluster, namespace, 1)
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("other", app="other", minAvailable=5))
+    assert _evict(cluster, namespace, name)[0] == 201
+
+
+def test_eviction_of_a_missing_pod_is_404(cluster: Cluster, namespace: str) -> None:
+    status, body = _evict(cluster, namespace, "missing")
+    assert (status, body["reason"]) == (404, "NotFound")
+
+
+def test_two_budgets_are_an_error(cluster: Cluster, namespace: str) -> None:
+    (name,) = _ready_pods(cluster, namespace, 1)
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("one", maxUnavailable=1))
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("two", maxUnavailable=1))
+    _wait_for_budget(cluster, namespace, "two", 1)
+    status, _ = _evict(cluster, namespace, name)
+    assert status == 500
+
+
+def test_official_client_eviction(cluster: Cluster, namespace: str) -> None:
+    names = _ready_pods(cluster, namespace, 1)
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("pdb", minAvailable=1))
+    _wait_for_budget(cluster, namespace, "pdb", 1)
+    eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=names[0], namespace=namespace))
+    with pytest.raises(client.ApiException) as raised:
+        cluster.core.create_namespaced_pod_eviction(names[0], namespace, eviction)
+    assert raised.value.status == 429
+
+
+def test_pending_pod_is_evicted_despite_the_budget(cluster: Cluster, namespace: str) -> None:
+    pod = _pod("pending", "no-such-node")
+    cluster.core.create_namespaced_pod(namespace, pod)
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("pdb", minAvailable=1))
+    assert _evict(cluster, namespace, "pending")[0] == 201
+
+
+def test_pod_status_subresource(cluster: Cluster, namespace: str) -> None:
+    cluster.core.create_namespaced_pod(namespace, _pod("st", "no-such-node"))
+    status, body = cluster.http(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/pods/st/status",
+        {"status": {"conditions": [{"type": "Example", "status": "True"}]}, "metadata": {"labels": {"x": "y"}}},
+        content_type="application/strategic-merge-patch+json",
+    )
+    assert status == 200
+    assert {"type": "Example", "status": "True"} in [
+        {k: c[k] for k in ("type", "status")} for c in body["status"]["conditions"]
+    ]
+    status, body = cluster.http(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/pods/st",
+        {"status": {"phase": "Failed"}},
+        content_type="application/merge-patch+json",
+    )
+    assert body["status"]["phase"] == "Pending"

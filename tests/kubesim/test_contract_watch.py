@@ -1,0 +1,139 @@
+"""Watch: from a resourceVersion, selectors, bookmarks, timeoutSeconds, 410 Gone, and the official client's Watch."""
+
+import time
+
+import pytest
+from contract_support import Cluster, read_events
+from kubernetes import client, watch
+
+pytestmark = pytest.mark.realcluster
+
+
+def _configmap(name: str, labels: dict[str, str] | None = None) -> dict[str, object]:
+    return {"metadata": {"name": name, "labels": labels or {}}, "data": {}}
+
+
+def test_watch_from_a_resource_version_replays_later_changes(cluster: Cluster, namespace: str) -> None:
+    start = cluster.core.list_namespaced_config_map(namespace).metadata.resource_version
+    cluster.core.create_namespaced_config_map(namespace, _configmap("w1"))
+    cluster.core.patch_namespaced_config_map("w1", namespace, {"data": {"a": "1"}})
+    cluster.core.delete_namespaced_config_map("w1", namespace)
+    response = cluster.watch_lines(
+        f"/api/v1/namespaces/{namespace}/configmaps?watch=true&resourceVersion={start}&timeoutSeconds=1"
+    )
+    events = [(e["type"], e["object"]["metadata"]["name"]) for e in read_events(response)]
+    assert events[:3] == [("ADDED", "w1"), ("MODIFIED", "w1"), ("DELETED", "w1")]
+
+
+def test_watch_without_resource_version_starts_with_current_state(cluster: Cluster, namespace: str) -> None:
+    cluster.core.create_namespaced_config_map(namespace, _configmap("present"))
+    response = cluster.watch_lines(f"/api/v1/namespaces/{namespace}/configmaps?watch=1&timeoutSeconds=1")
+    events = [(e["type"], e["object"]["metadata"]["name"]) for e in read_events(response)]
+    assert ("ADDED", "present") in events
+
+
+def test_watch_path_form_and_resource_versions_increase(cluster: Cluster, namespace: str) -> None:
+    start = cluster.core.list_namespaced_config_map(namespace).metadata.resource_version
+    for index in range(3):
+        cluster.core.create_namespaced_config_map(namespace, _configmap(f"p{index}"))
+    response = cluster.watch_lines(
+        f"/api/v1/watch/namespaces/{namespace}/configmaps?resourceVersion={start}&timeoutSeconds=1"
+    )
+    versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in read_events(response)]
+    assert len(versions) == 3
+    assert versions == sorted(versions)
+    assert versions[0] > int(start)
+
+
+def test_watch_with_a_label_selector_sees_objects_enter_and_leave(cluster: Cluster, namespace: str) -> None:
+    start = cluster.core.list_namespaced_config_map(namespace).metadata.resource_version
+    cluster.core.create_namespaced_config_map(namespace, _configmap("sel", {"app": "other"}))
+    cluster.core.patch_namespaced_config_map("sel", namespace, {"metadata": {"labels": {"app": "mine"}}})
+    cluster.core.patch_namespaced_config_map("sel", namespace, {"data": {"x": "1"}})
+    cluster.core.patch_namespaced_config_map("sel", namespace, {"metadata": {"labels": {"app": "other"}}})
+    response = cluster.watch_lines(
+        f"/api/v1/namespaces/{namespace}/configmaps?watch=true&labelSelector=app%3Dmine"
+        f"&resourceVersion={start}&timeoutSeconds=1"
+    )
+    events = [e["type"] for e in read_events(response)]
+    assert events == ["ADDED", "MODIFIED", "DELETED"]
+
+
+def test_watch_bookmarks_when_allowed(cluster: Cluster, namespace: str) -> None:
+    if cluster.sim is None:
+        pytest.skip("a real API server sends bookmarks only about once a minute")
+    start = cluster.core.list_namespaced_config_map(namespace).metadata.resource_version
+    response = cluster.watch_lines(
+        f"/api/v1/namespaces/{namespace}/configmaps?watch=true&allowWatchBookmarks=true"
+        f"&resourceVersion={start}&timeoutSeconds=1"
+    )
+    bookmarks = [e for e in read_events(response) if e["type"] == "BOOKMARK"]
+    assert bookmarks
+    assert bookmarks[0]["object"]["kind"] == "ConfigMap"
+    assert int(bookmarks[0]["object"]["metadata"]["resourceVersion"]) >= int(start)
+
+
+def test_watch_timeout_seconds_ends_the_stream(cluster: Cluster, namespace: str) -> None:
+    start = time.monotonic()
+    response = cluster.watch_lines(f"/api/v1/namespaces/{namespace}/configmaps?watch=true&timeoutSeconds=1")
+    list(read_events(response))
+    assert time.monotonic() - start < 8
+
+
+def test_send_initial_events_ends_with_a_bookmark(cluster: Cluster, namespace: str) -> None:
+    cluster.core.create_namespaced_config_map(namespace, _configmap("init"))
+    response = cluster.watch_lines(
+        f"/api/v1/namespaces/{namespace}/configmaps?watch=true&sendInitialEvents=true"
+        "&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"
+    )
+    events = list(read_events(response))
+    names = [e["object"]["metadata"].get("name") for e in events if e["type"] == "ADDED"]
+    assert "init" in names
+    end = next(e for e in events if e["type"] == "BOOKMARK")
+    assert end["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"] == "true"
+
+
+def test_compacted_resource_version_is_410_gone(cluster: Cluster, namespace: str) -> None:
+    sim = cluster.sim
+    if sim is not None:
+        before = cluster.core.list_namespaced_config_map(namespace).metadata.resource_version
+        cluster.core.create_namespaced_config_map(namespace, _configmap("old"))
+        sim.compact()
+        since = before
+    else:
+        since = "1"
+    response = cluster.watch_lines(
+        f"/api/v1/namespaces/{namespace}/configmaps?watch=true&resourceVersion={since}&timeoutSeconds=5"
+    )
+    events = list(read_events(response))
+    assert events[0]["type"] == "ERROR"
+    assert events[0]["object"]["kind"] == "Status"
+    assert events[0]["object"]["code"] == 410
+    assert events[0]["object"]["reason"] in ("Expired", "Gone")
+
+
+def test_official_client_watch(cluster: Cluster, namespace: str) -> None:
+    listed = cluster.core.list_namespaced_config_map(namespace)
+    cluster.core.create_namespaced_config_map(namespace, _configmap("client"))
+    stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+        cluster.core.list_namespaced_config_map,
+        namespace,
+        resource_version=listed.metadata.resource_version,
+        timeout_seconds=1,
+    )
+    events = [(e["type"], e["object"].metadata.name) for e in stream]
+    assert events[0] == ("ADDED", "client")
+    assert isinstance(events, list)
+
+
+def test_official_client_watch_raises_on_410(cluster: Cluster, namespace: str) -> None:
+    sim = cluster.require_sim()
+    before = cluster.core.list_namespaced_config_map(namespace).metadata.resource_version
+    cluster.core.create_namespaced_config_map(namespace, _configmap("x"))
+    sim.compact()
+    stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+        cluster.core.list_namespaced_config_map, namespace, resource_version=before, timeout_seconds=1
+    )
+    with pytest.raises(client.ApiException) as raised:
+        list(stream)
+    assert raised.value.status == 410
