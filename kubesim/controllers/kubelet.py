@@ -8,8 +8,9 @@ CPU, memory and pod count are not checked. Containers are never executed: every 
 
 A pod with a deletionTimestamp on an existing node is finished ``pod_stop_delay`` seconds later: its containers
 are reported terminated (exit code 0, phase Succeeded) and the pod is deleted again, standing in for the kubelet's
-final deletion with grace period 0. When a node is NotReady its pods' Ready condition turns False and new pods on
-it wait; pods on a missing node stay Pending.
+final deletion with grace period 0. A NotReady node stands for a node whose kubelet stopped reporting: its pods'
+Ready condition turns False, new pods on it stay Pending and deleted pods stay Terminating until it is Ready again.
+Pods on a missing node stay Pending.
 """
 
 import asyncio
@@ -167,7 +168,9 @@ class Kubelet:
             self._starts.discard(key)
             if phase in TERMINAL_PHASES and pod["metadata"].get("finalizers"):
                 return  # finished; the object goes once its finalizers are removed
-            if node is not None and key not in self._stops:
+            if not is_node_ready(node):
+                self._stops.discard(key)  # no kubelet reports from this node: the pod stays Terminating
+            elif key not in self._stops:
                 self._stops.add(key, self._stop_delay)
             return
         if phase == "Pending":
@@ -315,7 +318,7 @@ class Kubelet:
         pod = self._pods.get(key)
         if pod is None or not pod["metadata"].get("deletionTimestamp"):
             return
-        if self._nodes.get(("", pod["spec"].get("nodeName") or "")) is None:
+        if not is_node_ready(self._nodes.get(("", pod["spec"].get("nodeName") or ""))):
             return
         namespace, name = key
         if (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES:
@@ -364,5 +367,8 @@ class Kubelet:
             log.info("kubelet: status of pod %s/%s not written (%s), retrying", namespace, name, error.message)
             retry()
             return False
-        self._pods.observe(updated)
+        if updated["metadata"].get("deletionTimestamp"):
+            self._pods.refresh(object_key(pod))  # the write may have been the one that removed the pod
+        else:
+            self._pods.observe(updated)
         return True

@@ -212,10 +212,10 @@ async def test_rolling_update_percentage_and_not_ready_old_pods(store: FakeStore
     store.merge_patch(
         DS, "default", "agent", {"spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "v2"}]}}}}
     )
-    # The not-ready old pod on node-3 is replaced at once; its replacement waits for the node to be Ready.
+    # The not-ready old pod on node-3 is deleted at once (it stays Terminating while its node is NotReady).
     await wait_for(
-        lambda: [p["spec"]["containers"][0]["image"] for p in pods_by_node(store).get("node-3", [])] == ["v2"],
-        what="node-3 pod replaced",
+        lambda: [bool(p["metadata"].get("deletionTimestamp")) for p in pods_by_node(store).get("node-3", [])] == [True],
+        what="node-3 pod deleted",
     )
     controllers.kubelet.set_node_ready("node-3", True)
     await wait_for(

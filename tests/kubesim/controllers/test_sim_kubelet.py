@@ -93,8 +93,19 @@ async def test_node_not_ready_blocks_starts_and_unreadies_pods(store: FakeStore,
     store.create(PODS, pod("witness", "node-1"))
     await wait_for(lambda: phase(store, "witness") == "Running")
     assert phase(store, "waiting") == "Pending"
+    # Without kubelet reports a deleted pod stays Terminating.
+    store.create(PODS, pod("leaving", "node-1"))
+    await wait_for(lambda: phase(store, "leaving") == "Running")
+    controllers.kubelet.set_node_ready("node-1", False)
+    store.delete(PODS, "default", "leaving")
+    store.delete(PODS, "default", "witness")
+    store.create(PODS, pod("witness-2", "node-0"))
     controllers.kubelet.set_node_ready("node-0", True)
     await wait_for(lambda: ready(store, "running") and phase(store, "waiting") == "Running", what="node back")
+    await wait_for(lambda: phase(store, "witness-2") == "Running")
+    assert store.get(PODS, "default", "leaving")["metadata"]["deletionTimestamp"]  # type: ignore[index]
+    controllers.kubelet.set_node_ready("node-1", True)
+    await wait_for(lambda: phase(store, "leaving") is None and phase(store, "witness") is None, what="finished")
     with pytest.raises(ApiError) as missing:
         controllers.kubelet.set_node_ready("nope", True)
     assert missing.value.code == 404
