@@ -27,6 +27,7 @@ from kubesim.controllers.runtime import (
 )
 from kubesim.controllers.scheduling import (
     has_untolerated_taint,
+    is_pod_ready,
     matches_labels,
     matches_required_node_affinity,
     node_labels,
@@ -75,6 +76,7 @@ class _DaemonSetState:
     key: Key
     uid: str
     revision_hash: str
+    template_generation: int | None
     nodes: dict[str, _NodeView] = field(default_factory=dict)
     totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUS_FIELDS, 0))
     rollout_unavailable: int = 0
@@ -111,13 +113,6 @@ def _controller_uid(pod: JsonObject) -> str | None:
     return None
 
 
-def _is_pod_ready(pod: JsonObject) -> bool:
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return bool(condition.get("status") == "True")
-    return False
-
-
 def _ready_since(pod: JsonObject) -> float | None:
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready" and condition.get("status") == "True":
@@ -138,7 +133,7 @@ def _max_unavailable(ds: JsonObject, desired: int) -> int:
         allowed = math.ceil(int(value[:-1]) * desired / 100)
     else:
         allowed = int(value)
-    return max(allowed, 1) if allowed == 0 else allowed
+    return allowed or 1  # without surge, zero would never let the update progress
 
 
 class DaemonSetController:
@@ -156,7 +151,6 @@ class DaemonSetController:
         self._nodes = nodes
         self._pods = pods
         self._daemonsets = daemonsets
-        self._loop = loop
         self._states: dict[Key, _DaemonSetState] = {}
         self._uid_to_key: dict[str, Key] = {}
         self._pods_by_owner: dict[str, dict[str, dict[Key, JsonObject]]] = {}
@@ -193,12 +187,16 @@ class DaemonSetController:
         if state is None or state.uid != uid:
             if state is not None:
                 self._uid_to_key.pop(state.uid, None)
-            state = _DaemonSetState(key, uid, template_hash(new["spec"].get("template") or {}))
+            template = new["spec"].get("template") or {}
+            state = _DaemonSetState(key, uid, template_hash(template), new["metadata"].get("generation"))
             self._states[key] = state
             self._uid_to_key[uid] = key
             self._sync_all_nodes(state)
         elif old is None or old.get("spec") != new.get("spec"):
-            state.revision_hash = template_hash(new["spec"].get("template") or {})
+            revision_hash = template_hash(new["spec"].get("template") or {})
+            if revision_hash != state.revision_hash:
+                state.revision_hash = revision_hash
+                state.template_generation = new["metadata"].get("generation")
             self._sync_all_nodes(state)
         else:
             self._finish.add(key)
@@ -328,10 +326,12 @@ class DaemonSetController:
     def _observe(self, ds: JsonObject, state: _DaemonSetState, node_name: str) -> _NodeView:
         """Record the node's current contribution; cheap and write-free, so event handlers call it directly."""
         node = self._nodes.get(("", node_name))
-        should_run = node is not None and self._should_run(ds, node)[0]
-        pods = self._pods_on(state, node_name)
-        live = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
-        view = self._node_view(ds, state, node_name, should_run, pods, live)
+        if node is None:  # pods of a deleted node count nowhere until pod GC removes them
+            view = _NodeView()
+        else:
+            pods = self._pods_on(state, node_name)
+            live = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
+            view = self._node_view(ds, state, node_name, self._should_run(ds, node)[0], pods, live)
         state.record(node_name, view)
         return view
 
@@ -370,7 +370,7 @@ class DaemonSetController:
         if not pods:
             return _NodeView(desired=True, rollout_unavailable=True)
         oldest = pods[0]
-        ready = _is_pod_ready(oldest)
+        ready = is_pod_ready(oldest)
         available = ready and self._is_available(ds, state.key, node_name, oldest)
         new = [pod for pod in live if pod["metadata"].get("labels", {}).get(REVISION_HASH_LABEL) == state.revision_hash]
         old = [pod for pod in live if pod not in new]
@@ -457,8 +457,8 @@ class DaemonSetController:
         }
         labels = dict(template_meta.get("labels") or {})
         labels[REVISION_HASH_LABEL] = state.revision_hash
-        if ds["metadata"].get("generation") is not None:
-            labels[TEMPLATE_GENERATION_LABEL] = str(ds["metadata"]["generation"])
+        if state.template_generation is not None:
+            labels[TEMPLATE_GENERATION_LABEL] = str(state.template_generation)
         metadata: JsonObject = {
             "namespace": namespace,
             "generateName": f"{ds_name}-",

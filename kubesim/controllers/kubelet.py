@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 
 from kubesim.controllers.runtime import DelayQueue, Key, ResourceCache, WorkQueue, now_rfc3339, object_key
-from kubesim.controllers.scheduling import is_node_ready
+from kubesim.controllers.scheduling import is_node_ready, is_pod_ready
 from kubesim.errors import ApiError, not_found
 from kubesim.objectstore import JsonObject, ObjectStore
 
@@ -179,15 +179,8 @@ class Kubelet:
                     self._starts.add(key, self._start_delay)
             else:
                 self._starts.discard(key)
-        elif phase == "Running" and self._is_ready(pod) != is_node_ready(node):
+        elif phase == "Running" and is_pod_ready(pod) != is_node_ready(node):
             self._readiness.add(key)
-
-    @staticmethod
-    def _is_ready(pod: JsonObject) -> bool:
-        for condition in (pod.get("status") or {}).get("conditions") or []:
-            if condition.get("type") == "Ready":
-                return bool(condition.get("status") == "True")
-        return False
 
     # Actions.
 
@@ -305,7 +298,7 @@ class Kubelet:
         if (pod.get("status") or {}).get("phase") != "Running":
             return
         ready = is_node_ready(self._nodes.get(("", pod["spec"].get("nodeName") or "")))
-        if self._is_ready(pod) == ready:
+        if is_pod_ready(pod) == ready:
             return
         now = now_rfc3339()
         conditions = [

@@ -168,6 +168,7 @@ async def test_on_delete_keeps_old_pods_until_deleted(store: FakeStore, controll
     assert len(set(hashes)) == 2
     replacement = next(p for p in ds_pods(store) if p["metadata"]["name"] not in old_names)
     assert replacement["spec"]["containers"][0]["image"] == "v2"
+    assert replacement["metadata"]["labels"]["pod-template-generation"] == "2"
     await wait_for(lambda: status(store).get("updatedNumberScheduled") == 1)
 
 
