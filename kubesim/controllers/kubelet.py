@@ -204,7 +204,7 @@ class Kubelet:
         allocatable = (node.get("status") or {}).get("allocatable") or {}
         used: dict[str, int] = {}
         for other in self._pods.on_node(node["metadata"]["name"]):
-            if other is pod or (other.get("status") or {}).get("phase") != "Running":
+            if object_key(other) == object_key(pod) or (other.get("status") or {}).get("phase") != "Running":
                 continue
             for name, amount in extended_resource_requests(other).items():
                 used[name] = used.get(name, 0) + amount
