@@ -1,0 +1,74 @@
+"""``onload-operator``: run the operator for the Onload CRs of all (or some) namespaces."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+import kopf
+
+from onload_operator.config import OperatorConfig
+from onload_operator.runtime import run_operator
+
+LOG_FORMATS = {"json": kopf.LogFormat.JSON, "plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL}
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="onload-operator",
+        description="Reconcile Onload CRs into KMM Modules, the device-plugin DaemonSet and node labels. "
+        "The device-plugin image comes from the DEVICE_PLUGIN_IMG environment variable (required).",
+    )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="serve the Onload CRs of this namespace only (repeatable; default: all namespaces)",
+    )
+    parser.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8081/healthz",
+        help="liveness endpoint URL (default: %(default)s; 'none' disables it)",
+    )
+    parser.add_argument("--metrics-port", type=int, default=8080, help="port of /metrics, -1 disables (default: 8080)")
+    parser.add_argument("--metrics-address", default="0.0.0.0", help="address of /metrics (default: %(default)s)")
+    parser.add_argument("--log-format", choices=sorted(LOG_FORMATS), default="json", help="default: %(default)s")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=300.0,
+        help="reconcile every CR at least this often (default: %(default)s)",
+    )
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, else KUBECONFIG)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    image = os.environ.get("DEVICE_PLUGIN_IMG", "").strip()
+    if not image:
+        print(
+            "onload-operator: the DEVICE_PLUGIN_IMG environment variable is empty or not set; "
+            "set it to the Onload device-plugin image",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    kopf.configure(verbose=args.verbose, log_format=LOG_FORMATS[args.log_format])
+    config = OperatorConfig(
+        device_plugin_image=image,
+        kubeconfig=args.kubeconfig,
+        namespaces=tuple(args.namespace),
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        metrics_address=args.metrics_address,
+        liveness_endpoint=None if args.liveness == "none" else args.liveness,
+        resync_seconds=args.resync_seconds,
+    )
+    asyncio.run(run_operator(config))
+
+
+if __name__ == "__main__":
+    main()

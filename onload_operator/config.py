@@ -1,0 +1,26 @@
+"""Settings of one operator process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    device_plugin_image: str
+    """Image of the device-plugin and onload-worker containers (``DEVICE_PLUGIN_IMG``)."""
+    kubeconfig: str | None = None
+    """None: the in-cluster service account, else the current context of ``KUBECONFIG``/~/.kube/config."""
+    namespaces: tuple[str, ...] = ()
+    """Namespaces whose Onload CRs are served; empty for all namespaces."""
+    metrics_port: int | None = 8080
+    """Port of ``/metrics`` (0 picks a free port, None disables it)."""
+    metrics_address: str = "0.0.0.0"
+    liveness_endpoint: str | None = "http://0.0.0.0:8081/healthz"
+    resync_seconds: float = 300.0
+    """Each CR is reconciled at least this often, even when no event arrives."""
+    min_interval_seconds: float = 0.2
+    """Reconciles of one CR are at least this far apart: bursts of events are handled together."""
+    max_backoff_seconds: float = 30.0
+    degraded_after_failures: int = 3
+    """Consecutive failed reconciles after which the CR reports Degraded=True, reason ReconcileError."""

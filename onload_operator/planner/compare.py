@@ -1,0 +1,48 @@
+"""Whether a live child differs from its rendered manifest, so that converged children cause no write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from onload_operator.render import names
+
+MISSING = "missing"
+CHANGED = "changed"
+DRIFTED = "drifted"
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """Whether ``live`` holds everything ``desired`` sets.
+
+    Mappings: every desired key with a contained value. Lists: the desired items appear in order (extra live
+    items, e.g. added by other field managers to a granular list, are tolerated: apply would not remove them).
+    Scalars: equality. Server defaults added to live objects are tolerated.
+    """
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(
+            key in live and contains(live[key], value) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        if not isinstance(live, list):
+            return False
+        position = 0
+        for item in desired:
+            while position < len(live) and not contains(live[position], item):
+                position += 1
+            if position == len(live):
+                return False
+            position += 1
+        return True
+    return bool(live == desired)
+
+
+def apply_reason(desired: dict[str, Any], live: dict[str, Any] | None) -> str | None:
+    """Why ``desired`` must be applied over ``live`` (missing, changed or drifted), or None when it need not."""
+    if live is None:
+        return MISSING
+    live_hash = ((live.get("metadata") or {}).get("annotations") or {}).get(names.APPLIED_HASH_ANNOTATION)
+    if live_hash != desired["metadata"]["annotations"][names.APPLIED_HASH_ANNOTATION]:
+        return CHANGED
+    if not contains(live, desired):
+        return DRIFTED
+    return None

@@ -1,0 +1,98 @@
+"""The node-label protocol of the Go operator, gated on KMM's report that the module is loaded.
+
+For each node that matches ``spec.selector``:
+
+1. ``kmm.node.kubernetes.io/version-module.<ns>.<name>-module=<version>``: KMM loads the onload Module there;
+2. ``...<name>-sfcmod=<version>`` once the onload label carries the version (only when sfc is used);
+3. ``onload.amd.com/<ns>.<name>=<version>`` (the gate of the device-plugin DaemonSet) once KMM reports the
+   module(s) loaded (``kmm.node.kubernetes.io/<ns>.<name>-module.ready``). The Go operator set it at once.
+
+Labels that already carry another version are left alone: replacing them is the node-by-node upgrade.
+Nodes that stop matching lose all three labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from onload_operator.planner.snapshot import selector_matches
+from onload_operator.render import names
+
+
+@dataclass(frozen=True)
+class NodeLabelPatch:
+    """Labels to set on one node; a None value removes the label."""
+
+    node: str
+    labels: Mapping[str, str | None]
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    selected: int = 0
+    module_ready: int = 0
+    running: bool = False
+    """Whether any node carries the onload KMM version label, i.e. may run Onload."""
+    patches: list[NodeLabelPatch] = field(default_factory=list)
+
+
+def plan_node_labels(
+    namespace: str,
+    name: str,
+    version: str,
+    uses_sfc: bool,
+    selector: Mapping[str, str],
+    nodes: Mapping[str, Mapping[str, str]],
+) -> NodePlan:
+    onload_key, sfc_key, gate_key = names.node_label_keys(namespace, name)
+    onload_ready = names.kmm_ready_label(namespace, names.module_name(name))
+    sfc_ready = names.kmm_ready_label(namespace, names.sfc_module_name(name))
+    selected = module_ready = 0
+    running = False
+    patches = []
+    for node, labels in sorted(nodes.items()):
+        changes: dict[str, str | None] = {}
+        running = running or onload_key in labels
+        if selector_matches(selector, labels):
+            selected += 1
+            onload_version = labels.get(onload_key)
+            if onload_version is None:
+                changes[onload_key] = onload_version = version
+            if uses_sfc and sfc_key not in labels and onload_version == version:
+                changes[sfc_key] = version
+            loaded = onload_ready in labels and (not uses_sfc or sfc_ready in labels)
+            module_ready += loaded
+            if gate_key not in labels and loaded and labels.get(onload_key) == version:
+                changes[gate_key] = version
+        else:
+            changes = {key: None for key in (onload_key, sfc_key, gate_key) if key in labels}
+        if changes:
+            patches.append(NodeLabelPatch(node, changes))
+    return NodePlan(selected, module_ready, running, patches)
+
+
+def removal_patches(namespace: str, name: str, nodes: Mapping[str, Mapping[str, str]]) -> list[NodeLabelPatch]:
+    """Remove every label of one CR from the nodes carrying any (on deletion of the CR)."""
+    keys = names.node_label_keys(namespace, name)
+    patches = []
+    for node, labels in sorted(nodes.items()):
+        present = {key: None for key in keys if key in labels}
+        if present:
+            patches.append(NodeLabelPatch(node, present))
+    return patches
+
+
+def orphaned_gate_labels(labels: Mapping[str, str], existing: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(namespace, name) of the CRs whose gate label the node carries although no such CR exists.
+
+    A gate label key is ``onload.amd.com/<namespace>.<name>``; a namespace has no dots, so it ends at the first.
+    """
+    orphans = []
+    for key in labels:
+        if not key.startswith(names.ONLOAD_LABEL_PREFIX):
+            continue
+        namespace, dot, name = key[len(names.ONLOAD_LABEL_PREFIX) :].partition(".")
+        if dot and name and (namespace, name) not in existing:
+            orphans.append((namespace, name))
+    return orphans

@@ -1,0 +1,166 @@
+"""One reconcile of one Onload CR as a pure function: observed snapshot in, the writes to make out.
+
+The plan lists only real changes (children that are missing, changed or drifted; node labels to set or remove;
+a status that differs), so a converged CR plans nothing. Further planners (the node-by-node upgrade) add their
+own steps by changing which Onload is deployed and which node labels move, without touching this pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from onload_operator.api.v1alpha1 import Onload
+from onload_operator.planner.compare import apply_reason
+from onload_operator.planner.conflicts import selector_conflict
+from onload_operator.planner.deployed import effective_onload
+from onload_operator.planner.nodes import NodeLabelPatch, plan_node_labels
+from onload_operator.planner.snapshot import OnloadEntry, Snapshot, child_key, selector_matches
+from onload_operator.render import names
+from onload_operator.render.children import render_children
+from onload_operator.render.status import DEGRADED, READY, Observation, compute_status
+from onload_operator.render.validation import Problem, validate
+
+NORMAL = "Normal"
+WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class Apply:
+    """Server-side apply of a child; ``reason`` is missing, changed or drifted."""
+
+    manifest: dict[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    observation: Observation
+    applies: list[Apply] = field(default_factory=list)
+    node_patches: list[NodeLabelPatch] = field(default_factory=list)
+    status: dict[str, Any] | None = None
+    """The new status when it differs from the current one."""
+    events: list[EventSpec] = field(default_factory=list)
+
+    @property
+    def writes(self) -> int:
+        return len(self.applies) + len(self.node_patches) + (self.status is not None) + len(self.events)
+
+
+def _status_differs(computed: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:
+    current = current or {}
+    return any(current.get(key) != value for key, value in computed.items())
+
+
+def _condition(status: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any]:
+    for condition in (status or {}).get("conditions") or []:
+        if condition.get("type") == type_:
+            return dict(condition)
+    return {}
+
+
+def _transition_events(previous: Mapping[str, Any] | None, status: Mapping[str, Any]) -> list[EventSpec]:
+    """An Event whenever the Ready reason changes; a Warning when the CR is refused or degraded."""
+    before, after = _condition(previous, READY), _condition(status, READY)
+    if (before.get("status"), before.get("reason")) == (after.get("status"), after.get("reason")):
+        return []
+    degraded = _condition(status, DEGRADED).get("status") == "True"
+    return [EventSpec(WARNING if degraded else NORMAL, str(after["reason"]), str(after["message"]))]
+
+
+def _invalid_selection(snapshot: Snapshot, selector: Mapping[str, str]) -> int:
+    return sum(selector_matches(selector, labels) for labels in snapshot.nodes.values())
+
+
+def _me(onload: Onload, body: Mapping[str, Any]) -> OnloadEntry:
+    return OnloadEntry(
+        onload.metadata.namespace,
+        onload.metadata.name,
+        onload.spec.selector,
+        str((body.get("metadata") or {}).get("creationTimestamp") or ""),
+    )
+
+
+def plan(snapshot: Snapshot, device_plugin_image: str, now: str) -> Plan:
+    """Everything to write so that the cluster matches ``snapshot.body``."""
+    body = snapshot.body
+    metadata = body.get("metadata") or {}
+    generation = metadata.get("generation")
+    previous_status = body.get("status")
+    onload, problems = validate(body)
+    if onload is not None and not problems:
+        conflict = selector_conflict(_me(onload, body), snapshot.onloads, snapshot.nodes)
+        if conflict is not None:
+            problems.append(conflict)
+    if onload is None or problems:
+        selector = onload.spec.selector if onload is not None else {}
+        observation = Observation(generation, problems=problems, selected=_invalid_selection(snapshot, selector))
+        result = Plan(observation)
+    else:
+        result = _plan_valid(onload, snapshot, device_plugin_image, generation)
+    status = compute_status(result.observation, previous_status, now)
+    if _status_differs(status, previous_status):
+        result.status = status
+        result.events = _transition_events(previous_status, status) + result.events
+    return result
+
+
+def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int | None) -> Plan:
+    namespace, name = onload.metadata.namespace, onload.metadata.name
+    running = any(
+        names.kmm_version_label(namespace, names.module_name(name)) in labels for labels in snapshot.nodes.values()
+    )
+    effective, upgrade_pending = effective_onload(onload, snapshot.children, running)
+    applies = []
+    for manifest in render_children(effective, image):
+        reason = apply_reason(manifest, _as_dict(snapshot.children.get(child_key(manifest))))
+        if reason is not None:
+            applies.append(Apply(manifest, reason))
+    component = effective.spec.onload
+    nodes = plan_node_labels(
+        namespace, name, component.version, effective.spec.uses_sfc, effective.spec.selector, snapshot.nodes
+    )
+    daemonset = snapshot.children.get(("DaemonSet", names.device_plugin_name(name))) or {}
+    ds_status = daemonset.get("status") or {}
+    outdated = int(ds_status.get("desiredNumberScheduled") or 0) - int(ds_status.get("updatedNumberScheduled") or 0)
+    observation = Observation(
+        generation,
+        selected=nodes.selected,
+        module_ready=nodes.module_ready,
+        device_plugin_ready=int(ds_status.get("numberReady") or 0),
+        children_in_sync=not applies,
+        nodes_labelled=not nodes.patches,
+        version=component.version if nodes.running or nodes.patches else None,
+        upgrade_pending=upgrade_pending,
+        outdated_device_plugin_pods=max(outdated, 0),
+        errors=tuple(snapshot.recent_errors),
+    )
+    events = [EventSpec(NORMAL, _APPLY_EVENT_REASONS[a.reason], _apply_message(a)) for a in applies]
+    return Plan(observation, applies=applies, node_patches=nodes.patches, events=events)
+
+
+_APPLY_EVENT_REASONS = {"missing": "Created", "changed": "Updated", "drifted": "DriftRepaired"}
+
+
+def _apply_message(apply: Apply) -> str:
+    kind, name = apply.manifest["kind"], apply.manifest["metadata"]["name"]
+    return {
+        "missing": f"created {kind} {name}",
+        "changed": f"applied the new desired state of {kind} {name}",
+        "drifted": f"reverted changes made by others to {kind} {name}",
+    }[apply.reason]
+
+
+def _as_dict(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else dict(value)
+
+
+__all__ = ["Apply", "EventSpec", "NodeLabelPatch", "Plan", "Problem", "plan"]

@@ -1,0 +1,46 @@
+"""What one reconcile of one CR sees: the CR, the nodes, every Onload CR's selector and the CR's live children."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+JsonObject = Mapping[str, Any]
+ChildKey = tuple[str, str]
+"""(kind, name) of a child in the CR's namespace."""
+
+
+@dataclass(frozen=True)
+class OnloadEntry:
+    """An Onload CR as the selector-conflict check needs it."""
+
+    namespace: str
+    name: str
+    selector: Mapping[str, str]
+    created: str = ""
+
+    @property
+    def precedence(self) -> tuple[str, str, str]:
+        """Earlier CRs win a conflict; ties break by namespace and name."""
+        return (self.created, self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    body: JsonObject
+    nodes: Mapping[str, Mapping[str, str]]
+    """Node name → labels, for every node of the cluster."""
+    onloads: Sequence[OnloadEntry] = ()
+    children: Mapping[ChildKey, JsonObject] = field(default_factory=dict)
+    recent_errors: Sequence[str] = ()
+    """Messages of the reconciles of this CR that failed since the last success."""
+
+
+def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    """Equality-based map selector, as a Module's or a DaemonSet's nodeSelector; an empty selector matches none."""
+    return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
+
+
+def child_key(manifest: JsonObject) -> ChildKey:
+    return (str(manifest["kind"]), str(manifest["metadata"]["name"]))

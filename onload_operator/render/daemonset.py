@@ -1,0 +1,203 @@
+"""The device-plugin DaemonSet ``<name>-onload-device-plugin-ds``.
+
+Same shape as the Go operator's (OnDelete updates; host network, PID and IPC; an ``init`` container copying the
+Onload user space to the host; the ``device-plugin`` and ``onload-worker`` containers; the same volumes, labels,
+flags and gate-label node affinity), plus what it lacked: tolerations, the ``system-node-critical`` priority,
+resource requests, probes and image pull secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from onload_operator.api.v1alpha1 import Onload
+from onload_operator.render import names
+from onload_operator.render.common import owner_reference, upgrade_tolerations
+
+Manifest = dict[str, Any]
+
+KUBELET_SOCKET_DIR = "/var/lib/kubelet/device-plugins"
+PLUGIN_SOCKET = f"{KUBELET_SOCKET_DIR}/onload.sock"
+"""Socket the device plugin serves (its default ``-socketName``); its presence makes the plugin container ready."""
+PLUGIN_METRICS_PORT = 9120
+"""The device plugin's default ``-metricsPort``; its HTTP server answers the liveness probe."""
+WORKER_DIR = "/mnt/onload"
+CP_SERVER_PATH = f"{WORKER_DIR}/sbin/onload_cp_server"
+DEFAULT_CP_SERVER_PARAMS = "-K"
+WORKER_VOLUME_SIZE = "8Mi"
+PRIORITY_CLASS = "system-node-critical"
+
+INIT_SCRIPT = f"""set -e
+cp -TRv /opt/onload /host/onload
+mkdir -vp {WORKER_DIR}/sbin/
+cp -v /opt/onload/sbin/onload_cp_server {WORKER_DIR}/sbin/
+"""
+
+
+def go_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def device_plugin_args(onload: Onload) -> list[str]:
+    """The CR's devicePlugin settings as the plugin's Go-style flags (the only way they reach the plugin)."""
+    dp = onload.spec.device_plugin
+    return [
+        f"-maxPods={dp.max_pods_per_node}",
+        f"-setPreload={go_bool(dp.set_preload)}",
+        f"-mountOnload={go_bool(dp.mount_onload)}",
+        f"-hostOnloadPath={dp.host_onload_path}",
+        f"-baseMountPath={dp.base_mount_path}",
+        f"-binMountPath={dp.bin_mount_path}",
+        f"-libMountPath={dp.effective_lib_mount_path}",
+    ]
+
+
+def cp_server_params(onload: Onload) -> str:
+    control_plane = onload.spec.onload.control_plane
+    return DEFAULT_CP_SERVER_PARAMS if control_plane is None else " ".join(control_plane.parameters)
+
+
+def _shell(script: str) -> list[str]:
+    return ["/bin/sh", "-c", script]
+
+
+def _pull_policy(container: Manifest, policy: str | None) -> Manifest:
+    if policy is not None:
+        container["imagePullPolicy"] = policy
+    return container
+
+
+def _init_container(onload: Onload) -> Manifest:
+    return _pull_policy(
+        {
+            "name": "init",
+            "image": onload.spec.onload.user_image,
+            "command": _shell(INIT_SCRIPT),
+            "securityContext": {"privileged": True},
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+            "volumeMounts": [
+                {"name": "host-onload", "mountPath": "/host/onload"},
+                {"name": "worker-volume", "mountPath": WORKER_DIR},
+            ],
+        },
+        onload.spec.onload.image_pull_policy,
+    )
+
+
+def _device_plugin_container(onload: Onload, image: str) -> Manifest:
+    host_path = onload.spec.device_plugin.host_onload_path
+    return _pull_policy(
+        {
+            "name": "device-plugin",
+            "image": image,
+            "args": device_plugin_args(onload),
+            "securityContext": {"privileged": True},
+            "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            "readinessProbe": {"exec": {"command": ["test", "-S", PLUGIN_SOCKET]}, "periodSeconds": 10},
+            "livenessProbe": {
+                "httpGet": {"path": "/metrics", "port": PLUGIN_METRICS_PORT},
+                "initialDelaySeconds": 15,
+                "periodSeconds": 20,
+            },
+            "lifecycle": {
+                "postStart": {
+                    "exec": {
+                        "command": _shell(
+                            f"set -e; chcon --type container_file_t --recursive {host_path} || "
+                            'echo "chcon failed. System may not be SELinux enabled."'
+                        )
+                    }
+                },
+                "preStop": {"exec": {"command": _shell(f"set -e; rm -r {host_path};")}},
+            },
+            "volumeMounts": [
+                {"name": "kubelet-socket", "mountPath": KUBELET_SOCKET_DIR},
+                {"name": "host-onload", "mountPath": host_path},
+            ],
+        },
+        onload.spec.device_plugin.image_pull_policy,
+    )
+
+
+def _worker_container(onload: Onload, image: str) -> Manifest:
+    def field(path: str) -> Manifest:
+        return {"fieldRef": {"fieldPath": path}}
+
+    return _pull_policy(
+        {
+            "name": "onload-worker",
+            "image": image,
+            "command": ["onload-worker"],
+            "env": [
+                {"name": "POD_NAME", "valueFrom": field("metadata.name")},
+                {"name": "POD_NAMESPACE", "valueFrom": field("metadata.namespace")},
+                {"name": "CONTAINER_NAME", "value": "onload-worker"},
+                {"name": "ONLOAD_CP_SERVER_PATH", "value": CP_SERVER_PATH},
+                {"name": "ONLOAD_CP_SERVER_PARAMS", "value": cp_server_params(onload)},
+            ],
+            "securityContext": {"privileged": True},
+            # No memory limit: the worker hosts onload_cp_server, whose footprint grows with the Onload stacks.
+            "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+            # Ready once the onload module has created its device node.
+            "readinessProbe": {"exec": {"command": ["test", "-c", "/dev/onload"]}, "periodSeconds": 10},
+            "volumeMounts": [{"name": "worker-volume", "mountPath": WORKER_DIR}],
+        },
+        onload.spec.device_plugin.image_pull_policy,
+    )
+
+
+def device_plugin_daemonset(onload: Onload, image: str) -> Manifest:
+    """The DaemonSet running the device plugin and the Onload worker on the nodes with the gate label."""
+    name, namespace = onload.metadata.name, onload.metadata.namespace
+    spec = onload.spec
+    ds_name = names.device_plugin_name(name)
+    labels = names.base_labels(namespace, name, "device-plugin")
+    pod_labels = {**labels, names.NAME_LABEL: ds_name}
+    pod_spec: Manifest = {
+        "serviceAccountName": spec.service_account_name,
+        "nodeSelector": dict(spec.selector),
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": names.onload_label(namespace, name), "operator": "Exists"}]}
+                    ]
+                }
+            }
+        },
+        "hostNetwork": True,
+        "hostPID": True,
+        "hostIPC": True,
+        "priorityClassName": PRIORITY_CLASS,
+        "tolerations": [
+            *upgrade_tolerations(),
+            {"key": names.RESOURCE_NAME, "operator": "Exists", "effect": "NoSchedule"},
+        ],
+        "initContainers": [_init_container(onload)],
+        "containers": [_device_plugin_container(onload, image), _worker_container(onload, image)],
+        "volumes": [
+            {"name": "kubelet-socket", "hostPath": {"path": KUBELET_SOCKET_DIR, "type": "Directory"}},
+            {
+                "name": "host-onload",
+                "hostPath": {"path": spec.device_plugin.host_onload_path, "type": "DirectoryOrCreate"},
+            },
+            {"name": "worker-volume", "emptyDir": {"sizeLimit": WORKER_VOLUME_SIZE}},
+        ],
+    }
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": secret.name} for secret in spec.image_pull_secrets]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": ds_name,
+            "namespace": namespace,
+            "labels": {**labels, names.VERSION_LABEL: spec.onload.version},
+            "ownerReferences": [owner_reference(onload)],
+        },
+        "spec": {
+            "selector": {"matchLabels": pod_labels},
+            "updateStrategy": {"type": "OnDelete"},
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }

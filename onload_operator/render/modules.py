@@ -1,0 +1,78 @@
+"""The KMM ``Module`` objects of an Onload CR: ``<name>-module`` (onload) and, when asked for, ``<name>-sfcmod``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from onload_operator.api.v1alpha1 import KernelMapping, Onload
+from onload_operator.render import names
+from onload_operator.render.common import owner_reference, upgrade_tolerations
+
+Manifest = dict[str, Any]
+
+FIRST_TIME = ["--first-time"]
+"""modprobe fails when the module is already loaded, so KMM never silently keeps a foreign Onload driver."""
+
+
+def kmm_kernel_mapping(mapping: KernelMapping, *, with_build: bool) -> Manifest:
+    """One KMM kernel mapping: the CR's regexp and image, plus the in-cluster build for the onload Module."""
+    result: Manifest = {"regexp": mapping.regexp, "containerImage": mapping.kernel_module_image}
+    if with_build and mapping.build is not None:
+        result["build"] = {
+            "buildArgs": [{"name": arg.name, "value": arg.value} for arg in mapping.build.build_args],
+            "dockerfileConfigMap": {"name": mapping.build.dockerfile_config_map.name},
+        }
+    return result
+
+
+def onload_kernel_mappings(onload: Onload) -> list[Manifest]:
+    return [kmm_kernel_mapping(m, with_build=True) for m in onload.spec.onload.kernel_mappings]
+
+
+def sfc_kernel_mappings(onload: Onload) -> list[Manifest]:
+    """The mappings that ask for sfc, without their build: sfc comes from the image the onload build produced."""
+    return [kmm_kernel_mapping(m, with_build=False) for m in onload.spec.onload.kernel_mappings if m.sfc is not None]
+
+
+def _module(onload: Onload, module: str, modprobe_name: str, mappings: list[Manifest]) -> Manifest:
+    spec = onload.spec
+    namespace = onload.metadata.namespace
+    container: Manifest = {
+        "modprobe": {"moduleName": modprobe_name, "parameters": list(FIRST_TIME)},
+        "kernelMappings": mappings,
+        "version": spec.onload.version,
+    }
+    if spec.onload.image_pull_policy is not None:
+        container["imagePullPolicy"] = spec.onload.image_pull_policy
+    if modprobe_name == "sfc":
+        container["inTreeModuleToRemove"] = "sfc"
+    module_spec: Manifest = {
+        "selector": dict(spec.selector),
+        "moduleLoader": {"serviceAccountName": spec.service_account_name, "container": container},
+        "tolerations": upgrade_tolerations(),
+    }
+    if spec.image_pull_secrets:
+        module_spec["imageRepoSecret"] = {"name": spec.image_pull_secrets[0].name}
+    return {
+        "apiVersion": names.KMM_API_VERSION,
+        "kind": "Module",
+        "metadata": {
+            "name": module,
+            "namespace": namespace,
+            "labels": names.base_labels(namespace, onload.metadata.name, "module"),
+            "ownerReferences": [owner_reference(onload)],
+        },
+        "spec": module_spec,
+    }
+
+
+def onload_module(onload: Onload) -> Manifest:
+    """``<name>-module``: modprobe ``onload --first-time`` with every kernel mapping and its build."""
+    return _module(onload, names.module_name(onload.metadata.name), "onload", onload_kernel_mappings(onload))
+
+
+def sfc_module(onload: Onload) -> Manifest | None:
+    """``<name>-sfcmod``: modprobe ``sfc`` replacing the in-tree driver, only when a kernel mapping has ``sfc``."""
+    if not onload.spec.uses_sfc:
+        return None
+    return _module(onload, names.sfc_module_name(onload.metadata.name), "sfc", sfc_kernel_mappings(onload))

@@ -1,0 +1,145 @@
+"""Pure reducers from what the operator observed to the CR's ``status``: conditions, counts and version.
+
+Conditions follow metav1.Condition: ``lastTransitionTime`` changes only when a condition's status flips, and
+every condition carries the generation it was computed from, so an unchanged cluster yields an identical status
+(and no write).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from onload_operator.render.validation import Problem
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+
+ALL_NODES_READY = "AllNodesReady"
+NODES_NOT_READY = "NodesNotReady"
+NO_NODES_SELECTED = "NoNodesSelected"
+ROLLING_OUT = "RollingOut"
+UPGRADE_PENDING = "UpgradePending"
+DEVICE_PLUGIN_RESTART_PENDING = "DevicePluginRestartPending"
+COMPLETE = "Complete"
+AS_EXPECTED = "AsExpected"
+RECONCILE_ERROR = "ReconcileError"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything the status is computed from, gathered by the planner in one reconcile."""
+
+    generation: int | None
+    problems: Sequence[Problem] = ()
+    selected: int = 0
+    module_ready: int = 0
+    device_plugin_ready: int = 0
+    children_in_sync: bool = True
+    nodes_labelled: bool = True
+    version: str | None = None
+    upgrade_pending: str | None = None
+    outdated_device_plugin_pods: int = 0
+    errors: Sequence[str] = field(default_factory=tuple)
+
+
+def set_condition(
+    previous: Sequence[dict[str, Any]],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: str,
+) -> dict[str, Any]:
+    """A condition, keeping the previous ``lastTransitionTime`` when its status did not change."""
+    old = next((c for c in previous if c.get("type") == type_), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == status and old.get("lastTransitionTime") else now
+    condition: dict[str, Any] = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+def _counts_message(obs: Observation) -> str:
+    return (
+        f"{obs.module_ready}/{obs.selected} selected nodes have the Onload module loaded, "
+        f"{obs.device_plugin_ready}/{obs.selected} a ready device plugin"
+    )
+
+
+def _ready(obs: Observation) -> tuple[str, str, str]:
+    if obs.problems:
+        return "False", obs.problems[0].reason, "; ".join(p.message for p in obs.problems)
+    if obs.selected == 0:
+        return "False", NO_NODES_SELECTED, "spec.selector matches no node"
+    done = (
+        obs.children_in_sync
+        and obs.nodes_labelled
+        and obs.module_ready >= obs.selected
+        and obs.device_plugin_ready >= obs.selected
+    )
+    if done:
+        return "True", ALL_NODES_READY, f"Onload {obs.version} runs on all {obs.selected} selected nodes"
+    return "False", NODES_NOT_READY, _counts_message(obs)
+
+
+def _progressing(obs: Observation, ready: str) -> tuple[str, str, str]:
+    if obs.problems:
+        return "False", obs.problems[0].reason, "nothing is changed until the problem is fixed"
+    if obs.upgrade_pending:
+        return "True", UPGRADE_PENDING, obs.upgrade_pending
+    if obs.selected and ready != "True":
+        return "True", ROLLING_OUT, _counts_message(obs)
+    if obs.outdated_device_plugin_pods:
+        return (
+            "True",
+            DEVICE_PLUGIN_RESTART_PENDING,
+            f"{obs.outdated_device_plugin_pods} device plugin pods run an older template (OnDelete updates); "
+            "they take the new settings when they restart",
+        )
+    return "False", COMPLETE, "nothing left to do"
+
+
+def _degraded(obs: Observation) -> tuple[str, str, str]:
+    if obs.problems:
+        return "True", obs.problems[0].reason, "; ".join(p.message for p in obs.problems)
+    if obs.errors:
+        return "True", RECONCILE_ERROR, "; ".join(obs.errors)
+    return "False", AS_EXPECTED, "no problem found"
+
+
+def compute_status(obs: Observation, previous: dict[str, Any] | None, now: str) -> dict[str, Any]:
+    """The whole ``status`` of the CR for an observation; ``previous`` is the current status, if any."""
+    previous_conditions = list((previous or {}).get("conditions") or [])
+    ready = _ready(obs)
+    conditions = [
+        set_condition(previous_conditions, READY, *ready, obs.generation, now),
+        set_condition(previous_conditions, PROGRESSING, *_progressing(obs, ready[0]), obs.generation, now),
+        set_condition(previous_conditions, DEGRADED, *_degraded(obs), obs.generation, now),
+    ]
+    status: dict[str, Any] = {
+        "conditions": conditions,
+        "nodes": {
+            "selected": obs.selected,
+            "moduleReady": obs.module_ready,
+            "devicePluginReady": obs.device_plugin_ready,
+        },
+    }
+    if obs.generation is not None:
+        status["observedGeneration"] = obs.generation
+    if obs.version is not None:
+        status["version"] = obs.version
+    return status
+
+
+def ready_condition(status: dict[str, Any] | None) -> dict[str, Any] | None:
+    return next((c for c in (status or {}).get("conditions") or [] if c.get("type") == READY), None)

@@ -1,0 +1,89 @@
+"""Checks of an Onload CR that the CRD schema cannot express, each with its own condition reason.
+
+A CR that fails any check is reported (``Ready=False`` with the reason, a Warning Event) and nothing in the
+cluster is created, changed or deleted because of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from onload_operator.api.v1alpha1 import ObjectMeta, Onload, OnloadSpec, regexp_error
+from onload_operator.render import names
+
+NAME_TOO_LONG = "NameTooLong"
+INVALID_SPEC = "InvalidSpec"
+MISSING_USER_IMAGE = "MissingUserImage"
+INVALID_REGEXP = "InvalidKernelMappingRegexp"
+SELECTOR_CONFLICT = "SelectorConflict"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a CR cannot be acted on: a CamelCase condition reason and a message for humans."""
+
+    reason: str
+    message: str
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    path = "spec"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _spec_problems(error: ValidationError) -> list[Problem]:
+    problems = []
+    for detail in error.errors():
+        where = _location(tuple(detail["loc"]))
+        message = f"{where}: {detail['msg']}"
+        reason = MISSING_USER_IMAGE if where == "spec.onload.userImage" else INVALID_SPEC
+        problems.append(Problem(reason, message))
+    return problems
+
+
+def name_problem(name: str, namespace: str) -> Problem | None:
+    length = len(name) + len(namespace)
+    if length <= names.MAX_NAME_AND_NAMESPACE:
+        return None
+    return Problem(
+        NAME_TOO_LONG,
+        f"name {name!r} and namespace {namespace!r} are {length} characters together; KMM allows at most "
+        f"{names.MAX_NAME_AND_NAMESPACE} (its node label keys hold both plus the Module suffix)",
+    )
+
+
+def regexp_problems(onload: Onload) -> list[Problem]:
+    problems = []
+    for index, mapping in enumerate(onload.spec.onload.kernel_mappings):
+        error = regexp_error(mapping.regexp)
+        if error is not None:
+            problems.append(
+                Problem(
+                    INVALID_REGEXP,
+                    f"spec.onload.kernelMappings[{index}].regexp {mapping.regexp!r} does not compile as RE2 "
+                    f"(the syntax KMM uses): {error}",
+                )
+            )
+    return problems
+
+
+def validate(body: Mapping[str, Any]) -> tuple[Onload | None, list[Problem]]:
+    """Parse a CR as read from the API and list its problems; the model is None when the spec does not parse."""
+    metadata = body.get("metadata") or {}
+    name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", "default"))
+    problems: list[Problem] = []
+    length_problem = name_problem(name, namespace)
+    if length_problem is not None:
+        problems.append(length_problem)
+    try:
+        spec = OnloadSpec.model_validate(body.get("spec") or {})
+    except ValidationError as error:
+        return None, problems + _spec_problems(error)
+    onload = Onload(metadata=ObjectMeta.model_validate(metadata), spec=spec)
+    return onload, problems + regexp_problems(onload)

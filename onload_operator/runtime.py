@@ -1,0 +1,88 @@
+"""Running the operator: in the foreground (``onload-operator``), or in a thread (sandbox, tests, benchmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import kopf
+
+from onload_operator.adapter import KubernetesAdapter, load_api_client
+from onload_operator.config import OperatorConfig
+from onload_operator.handlers import REGISTRY, OperatorContext
+from onload_operator.metrics import OperatorMetrics
+
+
+def build_context(config: OperatorConfig) -> OperatorContext:
+    metrics = OperatorMetrics()
+    adapter = KubernetesAdapter(load_api_client(config.kubeconfig), metrics)
+    return OperatorContext(config=config, adapter=adapter, metrics=metrics)
+
+
+async def run_operator(
+    config: OperatorConfig,
+    *,
+    context: OperatorContext | None = None,
+    stop_flag: Any = None,
+    ready_flag: Any = None,
+) -> None:
+    """Run until ``stop_flag`` is set (or forever); one active instance, no peering."""
+    context = context or build_context(config)
+    try:
+        await kopf.operator(
+            registry=REGISTRY,
+            standalone=True,
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
+            liveness_endpoint=config.liveness_endpoint,
+            memo=kopf.Memo(context=context),
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        context.adapter.close()
+
+
+class OperatorThread:
+    """The operator on its own event loop in a background thread; ``start()`` returns once it watches."""
+
+    def __init__(self, config: OperatorConfig) -> None:
+        self.config = config
+        self.context = build_context(config)
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="onload-operator", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(run_operator(self.config, context=self.context, stop_flag=self._stop, ready_flag=self._ready))
+        except BaseException as error:  # reported by start() or stop()
+            self._error = error
+            self._ready.set()
+
+    def start(self, timeout: float = 30.0) -> OperatorThread:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the operator did not start in time")
+        if self._error is not None:
+            raise RuntimeError("the operator failed to start") from self._error
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("the operator did not stop in time")
+
+    @property
+    def metrics_port(self) -> int | None:
+        server = self.context.metrics_server
+        return None if server is None else int(server.server_port)
+
+    def __enter__(self) -> OperatorThread:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
