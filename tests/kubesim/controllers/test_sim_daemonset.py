@@ -260,11 +260,12 @@ async def test_failed_daemon_pod_is_replaced(store: FakeStore, controllers: Cont
 
 async def test_min_ready_seconds_delays_availability(store: FakeStore, controllers: Controllers) -> None:
     add_nodes(store, "1")
-    store.create(DS, daemonset(min_ready_seconds=1))
+    # Ready times have a resolution of one second, so a pod is available 1 to 2 seconds after it is ready.
+    store.create(DS, daemonset(min_ready_seconds=2))
     await wait_for(lambda: status(store).get("numberReady") == 1, what="ready")
     assert status(store)["numberAvailable"] == 0
     assert status(store)["numberUnavailable"] == 1
-    await wait_for(lambda: status(store).get("numberAvailable") == 1, timeout=4, what="available after 1s")
+    await wait_for(lambda: status(store).get("numberAvailable") == 1, timeout=5, what="available after 2s")
 
 
 async def test_deleting_daemonset_stops_management(store: FakeStore, controllers: Controllers) -> None:

@@ -1,5 +1,6 @@
 """KMM stand-in semantics against the fake store."""
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -8,6 +9,7 @@ from sim_helpers import add_nodes, module, wait_for
 
 from kubesim.controllers import Controllers, ControllerSettings, start_controllers
 from kubesim.controllers.kmm import container_image, kernel_mapping_for
+from kubesim.objectstore import WatchEvent
 
 MODULES = "kmm.sigs.x-k8s.io/v1beta1/modules"
 READY = "kmm.node.kubernetes.io/onload.onload-module.ready"
@@ -86,10 +88,19 @@ async def test_unversioned_module_loads_on_matching_nodes(store: FakeStore, cont
 
 async def test_load_takes_the_configured_delay(store: FakeStore, controllers: Controllers) -> None:
     add_nodes(store, WORKERS)
+    loop = asyncio.get_running_loop()
+    loaded_at: dict[str, float] = {}
+
+    def record(event: WatchEvent) -> None:
+        if READY in event["object"]["metadata"]["labels"]:
+            loaded_at.setdefault(event["object"]["metadata"]["name"], loop.time())
+
+    store.subscribe("v1/nodes", record)
+    created_at = loop.time()
     store.create(MODULES, module())
-    # Loading waits kmm_load_delay (20 ms in these tests): nothing is loaded synchronously.
-    assert loaded(store) == {}
-    await wait_for(lambda: len(loaded(store)) == 3)
+    await wait_for(lambda: len(loaded_at) == 3)
+    # kmm_load_delay is 20 ms in these tests.
+    assert min(loaded_at.values()) - created_at >= 0.019
 
 
 async def test_versioned_module_follows_the_version_label(store: FakeStore, controllers: Controllers) -> None:
