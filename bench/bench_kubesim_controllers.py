@@ -121,8 +121,16 @@ async def main() -> None:
                 "spec": {"nodeName": f"node-{index % NODES}", "containers": [{"name": "app", "image": "app:1"}]},
             },
         )
-    elapsed = await converge(lambda: pods.count("app:1") == others, "bound pods") + (time.perf_counter() - start)
-    rows.append((f"{others:,} bound pods created and Running", f"{elapsed:.2f} s", f"{others / elapsed:,.0f} pods/s"))
+    created = time.perf_counter() - start
+    started = await converge(lambda: pods.count("app:1") == others, "bound pods")
+    rows.append(
+        (
+            f"create {others:,} bound pods (store writes, controller handlers)",
+            f"{created:.2f} s",
+            f"{others / created:,.0f} pods/s",
+        )
+    )
+    rows.append(("then until the kubelet has them all Running", f"{started:.2f} s", f"{others / started:,.0f} pods/s"))
 
     store.merge_patch(
         "apps/v1/daemonsets",

@@ -77,6 +77,8 @@ class _DaemonSetState:
     uid: str
     revision_hash: str
     template_generation: int | None
+    tolerations: list[JsonObject]
+    """The template's tolerations plus those the controller adds to daemon pods."""
     nodes: dict[str, _NodeView] = field(default_factory=dict)
     totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUS_FIELDS, 0))
     rollout_unavailable: int = 0
@@ -188,7 +190,13 @@ class DaemonSetController:
             if state is not None:
                 self._uid_to_key.pop(state.uid, None)
             template = new["spec"].get("template") or {}
-            state = _DaemonSetState(key, uid, template_hash(template), new["metadata"].get("generation"))
+            state = _DaemonSetState(
+                key,
+                uid,
+                template_hash(template),
+                new["metadata"].get("generation"),
+                with_daemon_pod_tolerations(template.get("spec") or {}),
+            )
             self._states[key] = state
             self._uid_to_key[uid] = key
             self._sync_all_nodes(state)
@@ -197,6 +205,7 @@ class DaemonSetController:
             if revision_hash != state.revision_hash:
                 state.revision_hash = revision_hash
                 state.template_generation = new["metadata"].get("generation")
+                state.tolerations = with_daemon_pod_tolerations(new["spec"]["template"].get("spec") or {})
             self._sync_all_nodes(state)
         else:
             self._finish.add(key)
@@ -277,7 +286,8 @@ class DaemonSetController:
         strategy = ds["spec"].get("updateStrategy") or {}
         return bool(strategy.get("type", "RollingUpdate") == "RollingUpdate")
 
-    def _should_run(self, ds: JsonObject, node: JsonObject) -> tuple[bool, bool]:
+    @staticmethod
+    def _should_run(ds: JsonObject, state: _DaemonSetState, node: JsonObject) -> tuple[bool, bool]:
         """(should run a new pod here, should keep an existing pod here), as the real controller decides."""
         pod_spec = ds["spec"]["template"].get("spec") or {}
         wanted_node = pod_spec.get("nodeName")
@@ -287,9 +297,8 @@ class DaemonSetController:
             return False, False
         if not matches_required_node_affinity(pod_spec.get("affinity"), node):
             return False, False
-        tolerations = with_daemon_pod_tolerations(pod_spec)
-        if has_untolerated_taint(node, tolerations, ("NoSchedule", "NoExecute")):
-            return False, not has_untolerated_taint(node, tolerations, ("NoExecute",))
+        if has_untolerated_taint(node, state.tolerations, ("NoSchedule", "NoExecute")):
+            return False, not has_untolerated_taint(node, state.tolerations, ("NoExecute",))
         return True, True
 
     def _sync_node(self, item: tuple[Key, str]) -> None:
@@ -304,7 +313,7 @@ class DaemonSetController:
         if node is not None:
             pods = self._pods_on(state, node_name)
             live = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
-            should_run, should_continue = self._should_run(ds, node)
+            should_run, should_continue = self._should_run(ds, state, node)
             if should_run and not pods:
                 self._create_pod(ds, state, node_name)
             elif should_continue:
@@ -331,7 +340,7 @@ class DaemonSetController:
         else:
             pods = self._pods_on(state, node_name)
             live = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
-            view = self._node_view(ds, state, node_name, self._should_run(ds, node)[0], pods, live)
+            view = self._node_view(ds, state, node_name, self._should_run(ds, state, node)[0], pods, live)
         state.record(node_name, view)
         return view
 

@@ -1,7 +1,7 @@
 """Node eligibility as the scheduler and the DaemonSet controller decide it (node selectors, required node
 affinity, taints against tolerations), and the Ready conditions of nodes and pods."""
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 JsonObject = dict[str, Any]
@@ -92,10 +92,9 @@ def tolerates(toleration: JsonObject, taint: JsonObject) -> bool:
     return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
 
 
-def has_untolerated_taint(node: JsonObject, tolerations: Iterable[JsonObject], effects: tuple[str, ...]) -> bool:
+def has_untolerated_taint(node: JsonObject, tolerations: Sequence[JsonObject], effects: tuple[str, ...]) -> bool:
     """Whether the node has a taint with one of ``effects`` that no toleration tolerates."""
     taints = (node.get("spec") or {}).get("taints") or []
-    tolerations = list(tolerations)
     return any(
         taint.get("effect") in effects and not any(tolerates(tol, taint) for tol in tolerations) for taint in taints
     )
