@@ -216,6 +216,7 @@ def server_side_apply(
                 conflicts.append((entry["manager"], path))
     if conflicts and not force:
         _raise_conflicts(old, conflicts)
+    old = copy_object(old)  # fields are removed in place below; the stored object must stay intact
     merged: JsonObject = _merge(old, {k: v for k, v in applied.items() if k != "metadata"}, "", keyed)
     merged["metadata"] = _merge(
         old["metadata"], {k: v for k, v in applied["metadata"].items() if k not in _UNOWNED_METADATA}, "", keyed
@@ -229,7 +230,11 @@ def server_side_apply(
         still_owned |= owned
         if owned:
             kept_entries.append(entry)
-    for path in sorted(previous - new_paths - still_owned, key=len, reverse=True):
+    released = previous - new_paths - still_owned
+    # Whole list items first (their fields, including the key, go with them), then fields, deepest first.
+    items = sorted((p for p in released if p[-1] == "."), key=len)
+    fields = sorted((p for p in released if p[-1] != "."), key=len, reverse=True)
+    for path in items + fields:
         _remove_path(merged, path)
     kept_entries.append(
         _entry(manager, str(applied.get("apiVersion", old.get("apiVersion", ""))), new_paths, time, subresource)

@@ -8,6 +8,7 @@ by the server return the stored dicts themselves and must not be mutated.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import math
 import random
@@ -103,6 +104,8 @@ class Store:
 
     def __init__(self, *, history_limit: int = 20_000, graceful_pod_deletion: bool = False) -> None:
         self.history_limit = history_limit
+        # Seconds between a namespace turning Terminating and the deletion of its content.
+        self.namespace_cleanup_delay = 0.2
         # When true, deleting a pod bound to a node only marks it terminating; the kubelet finishes the deletion.
         self.graceful_pod_deletion = graceful_pod_deletion
         self._types: dict[str, ResourceType] = {}
@@ -885,15 +888,26 @@ class Store:
     # --- namespaces and CRDs -------------------------------------------------------------------------
 
     def _delete_namespace(self, namespace: JsonObject) -> JsonObject:
+        """Mark the namespace Terminating; its content is deleted a moment later, as the namespace controller
+        does (immediately when no event loop runs)."""
         name = namespace["metadata"]["name"]
-        namespaces = self._types["v1/namespaces"]
-        if "deletionTimestamp" not in namespace["metadata"]:
-            new = copy_object(namespace)
-            new["metadata"]["deletionTimestamp"] = now_rfc3339()
-            new["metadata"]["deletionGracePeriodSeconds"] = 0
-            new["status"] = {"phase": "Terminating"}
-            namespace = self._commit(namespaces, new, "MODIFIED")
-            self._terminating_namespaces.add(name)
+        if "deletionTimestamp" in namespace["metadata"]:
+            return namespace
+        new = copy_object(namespace)
+        new["metadata"]["deletionTimestamp"] = now_rfc3339()
+        new["metadata"]["deletionGracePeriodSeconds"] = 0
+        new["status"] = {"phase": "Terminating"}
+        terminating = self._commit(self._types["v1/namespaces"], new, "MODIFIED")
+        self._terminating_namespaces.add(name)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._empty_namespace(name)
+        else:
+            loop.call_later(self.namespace_cleanup_delay, self._empty_namespace, name)
+        return terminating
+
+    def _empty_namespace(self, name: str) -> None:
         for resource_type in self._one_type_per_storage():
             if not resource_type.namespaced:
                 continue
@@ -905,7 +919,6 @@ class Store:
                         resource_type, name, obj["metadata"]["name"], DeleteOptions(propagation="Background")
                     )
         self._finish_namespace(name)
-        return self.get_raw(namespaces, None, name) or namespace
 
     def _one_type_per_storage(self) -> builtins.list[ResourceType]:
         seen: dict[str, ResourceType] = {}

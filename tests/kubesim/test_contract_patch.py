@@ -190,7 +190,7 @@ spec:
     assert status == 201
     assert created["spec"]["template"]["spec"]["containers"][0]["name"] == "main"
     status, again = cluster.http("PATCH", url, yaml_body.replace("name: main", "name: renamed"), content_type=APPLY)
-    assert status == 200
+    assert status == 200, again
     assert [c["name"] for c in again["spec"]["template"]["spec"]["containers"]] == ["renamed"]
 
 
