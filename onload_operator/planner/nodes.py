@@ -87,12 +87,14 @@ def orphaned_gate_labels(labels: Mapping[str, str], existing: set[tuple[str, str
     """(namespace, name) of the CRs whose gate label the node carries although no such CR exists.
 
     A gate label key is ``onload.amd.com/<namespace>.<name>``; a namespace has no dots, so it ends at the first.
+    Only nodes that also carry the CR's KMM version label count, so that other labels under the prefix are kept.
     """
     orphans = []
     for key in labels:
         if not key.startswith(names.ONLOAD_LABEL_PREFIX):
             continue
         namespace, dot, name = key[len(names.ONLOAD_LABEL_PREFIX) :].partition(".")
-        if dot and name and (namespace, name) not in existing:
+        onload_key = names.kmm_version_label(namespace, names.module_name(name))
+        if dot and name and (namespace, name) not in existing and onload_key in labels:
             orphans.append((namespace, name))
     return orphans

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onload_operator.api.v1alpha1 import Onload
-from onload_operator.planner.compare import apply_reason
+from onload_operator.planner.compare import MISSING, apply_reason
 from onload_operator.planner.conflicts import selector_conflict
 from onload_operator.planner.deployed import effective_onload
 from onload_operator.planner.nodes import NodeLabelPatch, plan_node_labels
@@ -136,7 +136,7 @@ def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int 
         selected=nodes.selected,
         module_ready=nodes.module_ready,
         device_plugin_ready=int(ds_status.get("numberReady") or 0),
-        children_in_sync=not applies,
+        children_present=not any(a.reason == MISSING for a in applies),
         nodes_labelled=not nodes.patches,
         version=component.version if nodes.running or nodes.patches else None,
         upgrade_pending=upgrade_pending,

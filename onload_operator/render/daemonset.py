@@ -196,7 +196,7 @@ def device_plugin_daemonset(onload: Onload, image: str) -> Manifest:
             "ownerReferences": [owner_reference(onload)],
         },
         "spec": {
-            "selector": {"matchLabels": pod_labels},
+            "selector": {"matchLabels": dict(pod_labels)},
             "updateStrategy": {"type": "OnDelete"},
             "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
         },

@@ -37,7 +37,7 @@ class Observation:
     selected: int = 0
     module_ready: int = 0
     device_plugin_ready: int = 0
-    children_in_sync: bool = True
+    children_present: bool = True
     nodes_labelled: bool = True
     version: str | None = None
     upgrade_pending: str | None = None
@@ -82,7 +82,7 @@ def _ready(obs: Observation) -> tuple[str, str, str]:
     if obs.selected == 0:
         return "False", NO_NODES_SELECTED, "spec.selector matches no node"
     done = (
-        obs.children_in_sync
+        obs.children_present
         and obs.nodes_labelled
         and obs.module_ready >= obs.selected
         and obs.device_plugin_ready >= obs.selected

@@ -1,0 +1,232 @@
+"""The reconcile planner: what a CR makes the operator write, and that a converged CR makes it write nothing."""
+
+from __future__ import annotations
+
+import copy
+
+from onload_samples import NOW, World, converge, cr_body, entry, worker_nodes
+
+from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING
+from onload_operator.render import names
+from onload_operator.render.validation import (
+    INVALID_REGEXP,
+    INVALID_SPEC,
+    MISSING_USER_IMAGE,
+    NAME_TOO_LONG,
+    SELECTOR_CONFLICT,
+)
+
+
+def conditions(status: dict[str, object]) -> dict[str, tuple[object, object]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}  # type: ignore[attr-defined]
+
+
+def test_first_plan_creates_children_and_version_labels_only() -> None:
+    world = World(cr_body(), worker_nodes(3))
+    result = world.plan()
+    assert [(a.manifest["kind"], a.manifest["metadata"]["name"], a.reason) for a in result.applies] == [
+        ("Module", "onload-module", MISSING),
+        ("DaemonSet", "onload-onload-device-plugin-ds", MISSING),
+    ]
+    version_key = names.kmm_version_label("ns", "onload-module")
+    assert [(p.node, dict(p.labels)) for p in result.node_patches] == [
+        (f"worker-{i}", {version_key: "8.1.2.26"}) for i in range(3)
+    ]
+    assert result.status is not None
+    assert conditions(result.status)["Ready"] == ("False", "NodesNotReady")
+    assert conditions(result.status)["Progressing"] == ("True", "RollingOut")
+    assert [e.reason for e in result.events] == ["NodesNotReady", "Created", "Created"]
+
+
+def test_gate_label_waits_for_kmm_to_report_the_module_loaded() -> None:
+    world = World(cr_body(), worker_nodes(1))
+    world.nodes["worker-0"][names.kmm_version_label("ns", "onload-module")] = "8.1.2.26"
+    assert world.plan().node_patches == []
+    world.nodes["worker-0"][names.kmm_ready_label("ns", "onload-module")] = ""
+    [patch] = world.plan().node_patches
+    assert dict(patch.labels) == {names.onload_label("ns", "onload"): "8.1.2.26"}
+
+
+def test_sfc_label_follows_the_onload_label_and_gates_the_plugin() -> None:
+    body = cr_body()
+    body["spec"]["onload"]["kernelMappings"][0]["sfc"] = {}
+    world = converge(World(body, worker_nodes(2)))
+    labels = world.nodes["worker-0"]
+    assert labels[names.kmm_version_label("ns", "onload-sfcmod")] == "8.1.2.26"
+    assert labels[names.onload_label("ns", "onload")] == "8.1.2.26"
+    assert ("Module", "onload-sfcmod") in world.children
+    # Without the sfc module loaded the gate label is not set.
+    fresh = World(body, worker_nodes(1))
+    fresh.nodes["worker-0"][names.kmm_version_label("ns", "onload-module")] = "8.1.2.26"
+    fresh.nodes["worker-0"][names.kmm_version_label("ns", "onload-sfcmod")] = "8.1.2.26"
+    fresh.nodes["worker-0"][names.kmm_ready_label("ns", "onload-module")] = ""
+    assert fresh.plan().node_patches == []
+
+
+def test_converged_cr_is_ready_and_plans_no_write() -> None:
+    world = converge(World(cr_body(), worker_nodes(3)))
+    final = world.plans[-1]
+    assert final.writes == 0
+    assert final.applies == []
+    assert final.node_patches == []
+    assert final.status is None
+    assert final.events == []
+    status = world.body["status"]
+    assert conditions(status) == {
+        "Ready": ("True", "AllNodesReady"),
+        "Progressing": ("False", "Complete"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert status["nodes"] == {"selected": 3, "moduleReady": 3, "devicePluginReady": 3}
+    assert status["observedGeneration"] == 1
+    assert status["version"] == "8.1.2.26"
+
+
+def test_child_edited_by_someone_else_is_reverted_and_deleted_child_recreated() -> None:
+    world = converge(World(cr_body(), worker_nodes(2)))
+    ds = world.children[("DaemonSet", "onload-onload-device-plugin-ds")]
+    ds["spec"]["template"]["spec"]["containers"][0]["args"] = ["-maxPods=1"]
+    del world.children[("Module", "onload-module")]
+    result = world.plan()
+    assert sorted((a.manifest["kind"], a.reason) for a in result.applies) == [
+        ("DaemonSet", DRIFTED),
+        ("Module", MISSING),
+    ]
+    assert [e.reason for e in result.events] == ["NodesNotReady", "Created", "DriftRepaired"]
+
+
+def test_fields_added_by_others_and_server_defaults_are_not_drift() -> None:
+    world = converge(World(cr_body(), worker_nodes(1)))
+    ds = world.children[("DaemonSet", "onload-onload-device-plugin-ds")]
+    ds["metadata"]["labels"]["team"] = "network"
+    ds["spec"]["revisionHistoryLimit"] = 10
+    ds["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] = "/dev/termination-log"
+    assert world.plan().writes == 0
+
+
+def test_safe_spec_changes_are_applied_at_once() -> None:
+    world = converge(World(cr_body(), worker_nodes(2)))
+    world.body["spec"]["devicePlugin"] = {"maxPodsPerNode": 7, "imagePullPolicy": "Always"}
+    world.body["spec"]["serviceAccountName"] = "other-sa"
+    world.body["metadata"]["generation"] = 2
+    result = world.plan()
+    assert sorted((a.manifest["kind"], a.reason) for a in result.applies) == [
+        ("DaemonSet", CHANGED),
+        ("Module", CHANGED),
+    ]
+    ds = next(a.manifest for a in result.applies if a.manifest["kind"] == "DaemonSet")
+    assert "-maxPods=7" in ds["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert ds["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
+    assert result.node_patches == []
+
+
+def test_version_change_on_running_nodes_waits_for_the_upgrade() -> None:
+    world = converge(World(cr_body(), worker_nodes(2)))
+    before = copy.deepcopy(world.children)
+    world.body["spec"]["onload"]["version"] = "9.0.0"
+    world.body["spec"]["onload"]["userImage"] = "onload-user:9.0.0"
+    world.body["spec"]["devicePlugin"] = {"maxPodsPerNode": 5}
+    world.body["metadata"]["generation"] = 2
+    result = world.plan()
+    # Only the device-plugin settings change; the version, the user image and the labels stay.
+    [apply] = result.applies
+    assert apply.manifest["kind"] == "DaemonSet"
+    pod = apply.manifest["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["image"] == "onload-user:8.1.2.26"
+    assert apply.manifest["metadata"]["labels"][names.VERSION_LABEL] == "8.1.2.26"
+    assert "-maxPods=5" in pod["containers"][0]["args"]
+    assert result.node_patches == []
+    assert result.status is not None
+    assert conditions(result.status)["Progressing"] == ("True", "UpgradePending")
+    assert conditions(result.status)["Ready"] == ("True", "AllNodesReady")
+    assert world.children[("Module", "onload-module")] == before[("Module", "onload-module")]
+
+
+def test_version_change_before_any_node_runs_onload_is_taken_directly() -> None:
+    world = World(cr_body(), worker_nodes(1))
+    for apply in world.plan().applies:  # children exist, no node labelled yet
+        world.children[(apply.manifest["kind"], apply.manifest["metadata"]["name"])] = apply.manifest
+    world.body["spec"]["onload"]["version"] = "9.0.0"
+    result = world.plan()
+    module = next(a.manifest for a in result.applies if a.manifest["kind"] == "Module")
+    assert module["spec"]["moduleLoader"]["container"]["version"] == "9.0.0"
+
+
+def test_node_that_stops_matching_loses_all_labels() -> None:
+    world = converge(World(cr_body(), worker_nodes(2)))
+    del world.nodes["worker-1"]["node-role.kubernetes.io/worker"]
+    [patch] = world.plan().node_patches
+    assert patch.node == "worker-1"
+    assert dict(patch.labels) == {
+        names.kmm_version_label("ns", "onload-module"): None,
+        names.onload_label("ns", "onload"): None,
+    }
+
+
+def _refused(body: dict[str, object], reason: str, **kwargs: object) -> None:
+    world = World(body, worker_nodes(2))
+    result = world.plan(**kwargs)
+    assert result.applies == []
+    assert result.node_patches == []
+    assert result.status is not None
+    assert conditions(result.status)["Ready"] == ("False", reason)
+    assert conditions(result.status)["Degraded"] == ("True", reason)
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", reason)]
+
+
+def test_bad_input_is_reported_and_changes_nothing() -> None:
+    _refused(cr_body(name="n" * 20, namespace="s" * 13), NAME_TOO_LONG)
+    bad_regexp = cr_body()
+    bad_regexp["spec"]["onload"]["kernelMappings"][0]["regexp"] = "^(?=5)"
+    _refused(bad_regexp, INVALID_REGEXP)
+    no_image = cr_body()
+    del no_image["spec"]["onload"]["userImage"]
+    _refused(no_image, MISSING_USER_IMAGE)
+    _refused(cr_body(selector={}), INVALID_SPEC)
+
+
+def test_bad_input_on_a_running_cr_keeps_its_children_and_labels() -> None:
+    world = converge(World(cr_body(), worker_nodes(2)))
+    world.body["spec"]["onload"]["kernelMappings"][0]["regexp"] = "("
+    del world.nodes["worker-1"]["node-role.kubernetes.io/worker"]
+    result = world.plan()
+    assert result.applies == []
+    assert result.node_patches == []
+    fixed = converge(World(cr_body(), world.nodes, world.children))
+    assert conditions(fixed.body["status"])["Ready"] == ("True", "AllNodesReady")
+
+
+def test_later_cr_selecting_the_same_nodes_is_refused() -> None:
+    first = cr_body(name="first")
+    second = cr_body(name="second")
+    second["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z"
+    onloads = [entry(first), entry(second)]
+    world = World(second, worker_nodes(5))
+    result = world.plan(onloads=onloads)
+    assert result.applies == []
+    assert result.node_patches == []
+    assert result.status is not None
+    ready = next(c for c in result.status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == SELECTOR_CONFLICT
+    assert "ns/first" in ready["message"]
+    assert "worker-0, worker-1, worker-2 and 2 more" in ready["message"]
+    assert World(first, worker_nodes(5)).plan(onloads=onloads).applies  # the earlier CR is unaffected
+    disjoint = cr_body(name="second", selector={"pool": "b"})
+    disjoint["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z"
+    nodes = {**worker_nodes(2), "b-0": {"pool": "b"}}
+    assert World(disjoint, nodes).plan(onloads=[entry(first), entry(disjoint)]).applies
+
+
+def test_no_node_selected_is_not_ready_with_its_own_reason() -> None:
+    result = World(cr_body(selector={"pool": "none"}), worker_nodes(2)).plan()
+    assert result.status is not None
+    assert conditions(result.status)["Ready"] == ("False", "NoNodesSelected")
+
+
+def test_repeated_failures_report_degraded() -> None:
+    world = converge(World(cr_body(), worker_nodes(1)))
+    result = world.plan(recent_errors=["API error 500 Internal Server Error"])
+    assert result.status is not None
+    assert conditions(result.status)["Degraded"] == ("True", "ReconcileError")
+    assert conditions(result.status)["Ready"] == ("True", "AllNodesReady")
+    assert NOW in {c["lastTransitionTime"] for c in result.status["conditions"]}

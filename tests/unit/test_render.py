@@ -1,0 +1,145 @@
+"""The rendered children keep the Go operator's names and shape and add what it lacked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from onload_samples import IMAGE, cr_body
+
+from onload_operator.api.v1alpha1 import Onload
+from onload_operator.render import names
+from onload_operator.render.children import render_children
+from onload_operator.render.daemonset import device_plugin_args, device_plugin_daemonset
+from onload_operator.render.modules import onload_module, sfc_module
+
+
+def onload(**spec: Any) -> Onload:
+    return Onload.model_validate(cr_body(**spec))
+
+
+def test_module_names_and_modprobe_match_the_go_operator() -> None:
+    cr = onload()
+    module = onload_module(cr)
+    assert module["metadata"]["name"] == "onload-module"
+    container = module["spec"]["moduleLoader"]["container"]
+    assert container["modprobe"] == {"moduleName": "onload", "parameters": ["--first-time"]}
+    assert container["version"] == "8.1.2.26"
+    assert "inTreeModuleToRemove" not in container
+    assert module["spec"]["moduleLoader"]["serviceAccountName"] == "onload-sa"
+    assert module["metadata"]["labels"][names.INSTANCE_LABEL] == "onload-ns-onload"
+    assert module["metadata"]["ownerReferences"][0]["uid"] == "uid-ns-onload"
+    assert sfc_module(cr) is None
+
+
+def test_sfc_module_only_for_mappings_with_sfc_and_without_build() -> None:
+    mappings = [
+        {
+            "regexp": "a",
+            "kernelModuleImage": "img-a",
+            "sfc": {},
+            "build": {"dockerfileConfigMap": {"name": "df"}, "buildArgs": [{"name": "X", "value": "1"}]},
+        },
+        {"regexp": "b", "kernelModuleImage": "img-b"},
+    ]
+    cr = onload(onload={"version": "1", "userImage": "u", "kernelMappings": mappings})
+    onload_mappings = onload_module(cr)["spec"]["moduleLoader"]["container"]["kernelMappings"]
+    assert onload_mappings[0]["build"] == {
+        "buildArgs": [{"name": "X", "value": "1"}],
+        "dockerfileConfigMap": {"name": "df"},
+    }
+    sfc = sfc_module(cr)
+    assert sfc is not None
+    assert sfc["metadata"]["name"] == "onload-sfcmod"
+    container = sfc["spec"]["moduleLoader"]["container"]
+    assert container["kernelMappings"] == [{"regexp": "a", "containerImage": "img-a"}]
+    assert container["inTreeModuleToRemove"] == "sfc"
+    assert container["modprobe"]["moduleName"] == "sfc"
+
+
+def test_pull_secrets_and_upgrade_toleration() -> None:
+    cr = onload(imagePullSecrets=[{"name": "first"}, {"name": "second"}])
+    module = onload_module(cr)
+    assert module["spec"]["imageRepoSecret"] == {"name": "first"}
+    assert module["spec"]["tolerations"] == [{"key": names.UPGRADE_TAINT, "operator": "Exists", "effect": "NoSchedule"}]
+    pod = device_plugin_daemonset(cr, IMAGE)["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "first"}, {"name": "second"}]
+
+
+def test_daemonset_keeps_the_go_shape() -> None:
+    ds = device_plugin_daemonset(onload(), IMAGE)
+    assert ds["metadata"]["name"] == "onload-onload-device-plugin-ds"
+    assert ds["metadata"]["labels"][names.VERSION_LABEL] == "8.1.2.26"
+    assert ds["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    assert ds["spec"]["selector"]["matchLabels"][names.NAME_LABEL] == "onload-onload-device-plugin-ds"
+    pod = ds["spec"]["template"]["spec"]
+    assert (pod["hostNetwork"], pod["hostPID"], pod["hostIPC"]) == (True, True, True)
+    assert pod["nodeSelector"] == {"node-role.kubernetes.io/worker": ""}
+    term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    assert term == {"matchExpressions": [{"key": "onload.amd.com/ns.onload", "operator": "Exists"}]}
+    assert [c["name"] for c in pod["initContainers"]] == ["init"]
+    assert [c["name"] for c in pod["containers"]] == ["device-plugin", "onload-worker"]
+    assert {v["name"] for v in pod["volumes"]} == {"kubelet-socket", "host-onload", "worker-volume"}
+    assert pod["initContainers"][0]["image"] == "onload-user:8.1.2.26"
+    assert pod["containers"][0]["image"] == IMAGE
+    assert pod["containers"][1]["image"] == IMAGE
+    worker_env = {e["name"]: e.get("value") for e in pod["containers"][1]["env"]}
+    assert worker_env["ONLOAD_CP_SERVER_PARAMS"] == "-K"
+    assert worker_env["ONLOAD_CP_SERVER_PATH"] == "/mnt/onload/sbin/onload_cp_server"
+    assert worker_env["CONTAINER_NAME"] == "onload-worker"
+
+
+def test_daemonset_closes_the_go_gaps() -> None:
+    pod = device_plugin_daemonset(onload(), IMAGE)["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert {t["key"] for t in pod["tolerations"]} == {names.UPGRADE_TAINT, names.RESOURCE_NAME}
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        assert container["resources"]["requests"]
+    assert "readinessProbe" in pod["containers"][0]
+    assert "livenessProbe" in pod["containers"][0]
+    assert "readinessProbe" in pod["containers"][1]
+
+
+@pytest.mark.parametrize(
+    ("device_plugin", "expected"),
+    [
+        (
+            {},
+            [
+                "-maxPods=100",
+                "-setPreload=true",
+                "-mountOnload=false",
+                "-hostOnloadPath=/opt/onload/",
+                "-baseMountPath=/opt/onload",
+                "-binMountPath=/usr/bin",
+                "-libMountPath=/usr/lib64",
+            ],
+        ),
+        ({"libMounthPath": "/lib"}, ["-libMountPath=/lib"]),
+        ({"libMountPath": "/lib2"}, ["-libMountPath=/lib2"]),
+        ({"setPreload": False, "mountOnload": True}, ["-setPreload=false", "-mountOnload=true"]),
+    ],
+)
+def test_device_plugin_flags(device_plugin: dict[str, Any], expected: list[str]) -> None:
+    args = device_plugin_args(onload(devicePlugin=device_plugin))
+    assert all(flag in args for flag in expected), args
+
+
+def test_control_plane_parameters_reach_the_worker() -> None:
+    cr = onload(onload={**cr_body()["spec"]["onload"], "controlPlane": {"parameters": []}})
+    pod = device_plugin_daemonset(cr, IMAGE)["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][1]["env"]}
+    assert env["ONLOAD_CP_SERVER_PARAMS"] == ""
+
+
+def test_every_child_records_what_it_was_rendered_from() -> None:
+    children = render_children(onload(), IMAGE)
+    hashes = set()
+    for child in children:
+        annotations = child["metadata"]["annotations"]
+        assert '"version":"8.1.2.26"' in annotations[names.DEPLOYED_ANNOTATION]
+        hashes.add(annotations[names.APPLIED_HASH_ANNOTATION])
+    assert len(hashes) == len(children)
+    changed = render_children(onload(devicePlugin={"maxPodsPerNode": 3}), IMAGE)
+    assert changed[0] == children[0]  # the Module does not depend on device-plugin settings
+    assert changed[-1]["metadata"]["annotations"] != children[-1]["metadata"]["annotations"]

@@ -1,0 +1,109 @@
+"""Validation reasons, the status reducer and the live-object comparison."""
+
+from __future__ import annotations
+
+from onload_samples import LATER, NOW, cr_body
+
+from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason, contains
+from onload_operator.planner.nodes import orphaned_gate_labels, removal_patches
+from onload_operator.render import names
+from onload_operator.render.status import Observation, compute_status
+from onload_operator.render.validation import (
+    INVALID_REGEXP,
+    INVALID_SPEC,
+    MISSING_USER_IMAGE,
+    NAME_TOO_LONG,
+    Problem,
+    validate,
+)
+
+
+def reasons(body: dict[str, object]) -> list[str]:
+    return [p.reason for p in validate(body)[1]]
+
+
+def test_name_and_namespace_may_have_32_characters_together() -> None:
+    assert reasons(cr_body(name="a" * 16, namespace="b" * 16)) == []
+    assert reasons(cr_body(name="a" * 17, namespace="b" * 16)) == [NAME_TOO_LONG]
+
+
+def test_regexps_are_checked_with_re2() -> None:
+    body = cr_body()
+    body["spec"]["onload"]["kernelMappings"].append({"regexp": r"(?<=x)y", "kernelModuleImage": "i"})
+    onload, problems = validate(body)
+    assert onload is not None
+    assert [(p.reason, "kernelMappings[1]" in p.message) for p in problems] == [(INVALID_REGEXP, True)]
+
+
+def test_spec_errors_name_the_field() -> None:
+    body = cr_body()
+    body["spec"]["onload"]["userImage"] = ""
+    onload, problems = validate(body)
+    assert onload is None
+    assert problems[0].reason == MISSING_USER_IMAGE
+    assert problems[0].message.startswith("spec.onload.userImage:")
+    body = cr_body(devicePlugin={"setPreload": True, "mountOnload": True})
+    assert reasons(body) == [INVALID_SPEC]
+    assert reasons(cr_body(name="x" * 40))[:1] == [NAME_TOO_LONG]
+
+
+def test_last_transition_time_moves_only_when_a_condition_flips() -> None:
+    first = compute_status(Observation(1, selected=2, module_ready=0), None, NOW)
+    again = compute_status(Observation(1, selected=2, module_ready=1), first, LATER)
+    assert {c["lastTransitionTime"] for c in again["conditions"]} == {NOW}
+    assert again["nodes"]["moduleReady"] == 1
+    ready = compute_status(Observation(2, selected=2, module_ready=2, device_plugin_ready=2, version="1"), again, LATER)
+    times = {c["type"]: c["lastTransitionTime"] for c in ready["conditions"]}
+    assert times == {"Ready": LATER, "Progressing": LATER, "Degraded": NOW}
+    assert all(c["observedGeneration"] == 2 for c in ready["conditions"])
+
+
+def test_problems_win_over_counts() -> None:
+    status = compute_status(Observation(1, problems=[Problem("X", "bad")], selected=1, module_ready=1), None, NOW)
+    assert [(c["type"], c["status"], c["reason"]) for c in status["conditions"]] == [
+        ("Ready", "False", "X"),
+        ("Progressing", "False", "X"),
+        ("Degraded", "True", "X"),
+    ]
+
+
+def test_contains_tolerates_defaults_and_extra_list_items_but_not_changes() -> None:
+    desired = {"a": {"b": [{"name": "x", "v": 1}, {"name": "y"}]}, "c": "d"}
+    assert contains(
+        {"a": {"b": [{"name": "x", "v": 1, "default": 0}, {"name": "z"}, {"name": "y"}]}, "c": "d", "e": 1}, desired
+    )
+    assert not contains({"a": {"b": [{"name": "y"}, {"name": "x", "v": 1}]}, "c": "d"}, desired)
+    assert not contains({"a": {"b": [{"name": "x", "v": 2}, {"name": "y"}]}, "c": "d"}, desired)
+    assert not contains({"a": {"b": [{"name": "x", "v": 1}]}, "c": "d"}, desired)
+
+
+def test_apply_reason() -> None:
+    desired = {"metadata": {"annotations": {names.APPLIED_HASH_ANNOTATION: "h1"}}, "spec": {"x": 1}}
+    assert apply_reason(desired, None) == MISSING
+    assert (
+        apply_reason(desired, {"metadata": {"annotations": {names.APPLIED_HASH_ANNOTATION: "h0"}}, "spec": {"x": 1}})
+        == CHANGED
+    )
+    assert (
+        apply_reason(desired, {"metadata": {"annotations": {names.APPLIED_HASH_ANNOTATION: "h1"}}, "spec": {"x": 2}})
+        == DRIFTED
+    )
+    assert (
+        apply_reason(desired, {"metadata": {"annotations": {names.APPLIED_HASH_ANNOTATION: "h1"}}, "spec": {"x": 1}})
+        is None
+    )
+
+
+def test_removal_and_orphan_detection() -> None:
+    gate = names.onload_label("ns", "gone")
+    nodes = {"a": {gate: "1", names.kmm_version_label("ns", "gone-module"): "1", "other": "x"}, "b": {"other": "x"}}
+    [patch] = removal_patches("ns", "gone", nodes)
+    assert patch.node == "a"
+    assert set(patch.labels) == {gate, names.kmm_version_label("ns", "gone-module")}
+    assert orphaned_gate_labels(nodes["a"], {("ns", "kept")}) == [("ns", "gone")]
+    assert orphaned_gate_labels(nodes["a"], {("ns", "gone")}) == []
+    assert orphaned_gate_labels({names.VERSION_LABEL: "1"}, set()) == []
+
+
+def test_labels_under_the_prefix_without_the_kmm_label_are_not_orphans() -> None:
+    assert orphaned_gate_labels({"onload.amd.com/team.a": "x"}, set()) == []
