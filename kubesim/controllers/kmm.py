@@ -73,7 +73,7 @@ def _modules_loaded_on(labels: dict[str, str]) -> list[Key]:
         if not label.startswith(LABEL_PREFIX) or not label.endswith(".ready") or label.endswith(".version.ready"):
             continue
         namespace, dot, name = label[len(LABEL_PREFIX) : -len(".ready")].partition(".")
-        if dot and "/" not in namespace and not name.endswith("device-plugin"):
+        if dot and "/" not in namespace:
             loaded.append((namespace, name))
     return loaded
 
