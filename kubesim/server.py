@@ -555,15 +555,14 @@ class ApiServer:
         resource_version = self.store.resource_version
         items: list[JsonObject] = []
         list_meta: JsonObject = {}
-        objects = self.store.iter_raw(resource_type, target.namespace, predicate)
+        objects = self.store.iter_raw(resource_type, target.namespace, predicate, after=start)
         for obj in objects:
-            if start is not None and (obj["metadata"].get("namespace", ""), obj["metadata"]["name"]) <= start:
-                continue
             if limit and len(items) == limit:
-                remaining = 1 + sum(1 for _ in objects)
                 last = items[-1]["metadata"]
-                list_meta["continue"] = _encode_continue(resource_version, last.get("namespace", ""), last["name"])
-                list_meta["remainingItemCount"] = remaining
+                position = (last.get("namespace", ""), last["name"])
+                list_meta["continue"] = _encode_continue(resource_version, *position)
+                if predicate is None:
+                    list_meta["remainingItemCount"] = self.store.count_after(resource_type, target.namespace, position)
                 break
             items.append(obj)
         if self._wants_table(request):

@@ -9,6 +9,7 @@ by the server return the stored dicts themselves and must not be mutated.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import builtins
 import math
 import random
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -74,6 +75,14 @@ class _Bucket:
     history: deque[tuple[int, str, JsonObject]]
     compacted_below: int
     listeners: list[RawListener]
+    # Sorted names per namespace, rebuilt lazily after an object is added or removed there.
+    sorted_names: dict[str, list[str]] = field(default_factory=dict)
+
+    def names_in_order(self, namespace: str) -> list[str]:
+        names = self.sorted_names.get(namespace)
+        if names is None:
+            names = self.sorted_names[namespace] = sorted(self.objects.get(namespace, ()))
+        return names
 
 
 @dataclass(frozen=True)
@@ -184,20 +193,46 @@ class Store:
         return None if found is None else self.present(resource_type, found)
 
     def iter_raw(
-        self, resource_type: ResourceType, namespace: str | None, predicate: ObjectPredicate | None = None
+        self,
+        resource_type: ResourceType,
+        namespace: str | None,
+        predicate: ObjectPredicate | None = None,
+        after: tuple[str, str] | None = None,
     ) -> Iterator[JsonObject]:
-        """Objects sorted by namespace and name, as a real server lists them."""
-        objects = self._bucket(resource_type).objects
+        """Objects sorted by namespace and name, as a real server lists them; ``after`` resumes a paged list
+        after that (namespace, name)."""
+        bucket = self._bucket(resource_type)
+        objects = bucket.objects
         if namespace is not None and resource_type.namespaced:
             namespaces = [namespace] if namespace in objects else []
         else:
             namespaces = sorted(objects)
         for ns in namespaces:
+            if after is not None and ns < after[0]:
+                continue
+            names = bucket.names_in_order(ns)
+            start = bisect.bisect_right(names, after[1]) if after is not None and ns == after[0] else 0
             by_name = objects[ns]
-            for name in sorted(by_name):
+            for name in names[start:]:
                 obj = by_name[name]
                 if predicate is None or predicate(obj):
                     yield self.present(resource_type, obj)
+
+    def count_after(self, resource_type: ResourceType, namespace: str | None, after: tuple[str, str]) -> int:
+        """How many objects a paged list without selectors has left after ``after``."""
+        bucket = self._bucket(resource_type)
+        if namespace is not None and resource_type.namespaced:
+            namespaces = [namespace] if namespace in bucket.objects else []
+        else:
+            namespaces = list(bucket.objects)
+        total = 0
+        for ns in namespaces:
+            if ns > after[0]:
+                total += len(bucket.objects[ns])
+            elif ns == after[0]:
+                names = bucket.names_in_order(ns)
+                total += len(names) - bisect.bisect_right(names, after[1])
+        return total
 
     def count(self, resource_type: ResourceType) -> int:
         return sum(len(v) for v in self._bucket(resource_type).objects.values())
@@ -312,8 +347,11 @@ class Store:
             by_name.pop(name, None)
             if not by_name:
                 bucket.objects.pop(ns, None)
+            bucket.sorted_names.pop(ns, None)
             self._uids.pop(meta["uid"], None)
         else:
+            if previous is None:
+                bucket.sorted_names.pop(ns, None)
             bucket.objects.setdefault(ns, {})[name] = obj
             self._uids[meta["uid"]] = (resource_type.key, ns, name)
         self._index_owners(resource_type, previous, None if event_type == "DELETED" else obj)
