@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import multiprocessing.connection
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -224,4 +223,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
