@@ -51,7 +51,9 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
                 config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
             )
     configuration.connection_pool_maxsize = NODE_PATCH_WORKERS * 2
-    return client.ApiClient(configuration)
+    api_client = client.ApiClient(configuration)
+    api_client.user_agent = names.MANAGER
+    return api_client
 
 
 def now_rfc3339() -> str:

@@ -1,0 +1,22 @@
+"""Integration tests: the real operator (kopf, in a thread) against kubesim over HTTP."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# The suite imports test modules in importlib mode; the shared helpers of this directory are plain modules.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from operator_harness import Cluster, simulated_cluster
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Three worker nodes and the operator running."""
+    with simulated_cluster(tmp_path) as running:
+        running.start_operator()
+        yield running

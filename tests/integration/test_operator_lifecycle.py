@@ -1,0 +1,160 @@
+"""Create, converge, stay idle, update, repair drift, follow nodes, and delete: the real operator against kubesim."""
+
+from __future__ import annotations
+
+import urllib.request
+from functools import partial
+
+from operator_harness import IMAGE, Cluster, onload_body, wait_for
+
+from onload_operator.render import names
+
+NS = "onload"
+GATE = names.onload_label(NS, "onload")
+ONLOAD_KEY = names.kmm_version_label(NS, "onload-module")
+DS = "onload-onload-device-plugin-ds"
+
+
+def labelled(cluster: Cluster, key: str) -> set[str]:
+    return {node for node, labels in cluster.node_labels().items() if key in labels}
+
+
+def test_create_converges_with_status_events_and_metrics(cluster: Cluster) -> None:
+    cluster.create_onload(onload_body())
+    body = cluster.wait_ready(NS, "onload")
+    assert body["status"]["nodes"] == {"selected": 3, "moduleReady": 3, "devicePluginReady": 3}
+    assert body["status"]["version"] == "8.1.2.26"
+    assert names.FINALIZER in body["metadata"]["finalizers"]
+    module = cluster.module(NS, "onload-module")
+    assert module is not None
+    assert module["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
+    assert cluster.module(NS, "onload-sfcmod") is None
+    ds = cluster.daemonset(NS, DS)
+    assert ds.spec.template.spec.containers[0].image == IMAGE
+    assert labelled(cluster, GATE) == {"worker-0", "worker-1", "worker-2"}
+    assert labelled(cluster, ONLOAD_KEY) == {"worker-0", "worker-1", "worker-2"}
+    managers = {entry["manager"] for entry in module["metadata"]["managedFields"]}
+    assert names.MANAGER in managers
+    reasons = wait_for(
+        lambda: (
+            {e.reason for e in cluster.events(NS, "onload")} >= {"Created", "AllNodesReady"}
+            and {e.reason for e in cluster.events(NS, "onload")}
+        )
+    )
+    assert "Created" in reasons
+    assert cluster.operator is not None
+    port = cluster.operator.metrics_port
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'onload_operator_nodes{name="onload",namespace="onload",stage="device_plugin_ready"} 3.0' in metrics
+    assert 'onload_operator_ready{name="onload",namespace="onload"} 1.0' in metrics
+    assert "onload_operator_reconcile_duration_seconds_count" in metrics
+
+
+def test_converged_cr_causes_no_writes_when_reconciled_again(cluster: Cluster) -> None:
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    # The AllNodesReady Event is the last write of the reconcile that made the CR Ready.
+    wait_for(lambda: "AllNodesReady" in {e.reason for e in cluster.events(NS, "onload")})
+    assert any(r.agent == names.MANAGER for r in cluster.operator_writes())
+    assert cluster.operator is not None
+    converged = cluster.operator.context.metrics.reconciles.labels("converged")
+    writes_before = len(cluster.operator_writes())
+    for value in ("x", "y"):
+        count = converged._value.get()
+        cluster.label_node("worker-0", {"unrelated": value})  # wakes the CR: the node matches its selector
+        wait_for(partial(lambda seen: converged._value.get() > seen, count), message="a reconcile with nothing to do")
+    assert cluster.operator_writes()[writes_before:] == []
+
+
+def test_safe_spec_changes_are_applied(cluster: Cluster) -> None:
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    cluster.patch_onload(
+        NS,
+        "onload",
+        {"spec": {"devicePlugin": {"maxPodsPerNode": 7, "imagePullPolicy": "Always"}, "serviceAccountName": "sa-2"}},
+    )
+    wait_for(lambda: "-maxPods=7" in cluster.daemonset(NS, DS).spec.template.spec.containers[0].args)
+    ds = cluster.daemonset(NS, DS)
+    assert ds.spec.template.spec.containers[0].image_pull_policy == "Always"
+    assert ds.spec.template.spec.service_account_name == "sa-2"
+    wait_for(lambda: cluster.module(NS, "onload-module")["spec"]["moduleLoader"]["serviceAccountName"] == "sa-2")
+    cluster.wait_ready(NS, "onload")
+
+
+def test_selector_change_moves_onload_between_nodes(cluster: Cluster) -> None:
+    cluster.label_node("worker-2", {"pool": "b"})
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    cluster.patch_onload(NS, "onload", {"spec": {"selector": {"node-role.kubernetes.io/worker": None, "pool": "b"}}})
+    wait_for(lambda: labelled(cluster, GATE) == {"worker-2"}, message="only worker-2 keeps the gate label")
+    assert labelled(cluster, ONLOAD_KEY) == {"worker-2"}
+    wait_for(lambda: cluster.module(NS, "onload-module")["spec"]["selector"] == {"pool": "b"})
+    assert cluster.daemonset(NS, DS).spec.template.spec.node_selector == {"pool": "b"}
+    body = cluster.wait_ready(NS, "onload")
+    assert body["status"]["nodes"]["selected"] == 1
+
+
+def test_version_change_is_left_to_the_upgrade(cluster: Cluster) -> None:
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    cluster.patch_onload(NS, "onload", {"spec": {"onload": {"version": "9.0.0", "userImage": "onload-user:9.0.0"}}})
+    condition = wait_for(
+        lambda: (c := cluster.condition(NS, "onload", "Progressing")).get("reason") == "UpgradePending" and c
+    )
+    assert "8.1.2.26 -> 9.0.0" in condition["message"]
+    module = cluster.module(NS, "onload-module")
+    assert module is not None
+    assert module["spec"]["moduleLoader"]["container"]["version"] == "8.1.2.26"
+    ds = cluster.daemonset(NS, DS)
+    assert ds.spec.template.spec.init_containers[0].image == "onload-user:8.1.2.26"
+    assert set(cluster.node_labels()["worker-0"].items()) >= {(GATE, "8.1.2.26"), (ONLOAD_KEY, "8.1.2.26")}
+    assert cluster.condition(NS, "onload")["status"] == "True"
+
+
+def test_edited_and_deleted_children_are_restored(cluster: Cluster) -> None:
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    cluster.custom.patch_namespaced_custom_object(
+        names.KMM_GROUP,
+        names.KMM_VERSION,
+        NS,
+        "modules",
+        "onload-module",
+        {"spec": {"moduleLoader": {"container": {"version": "0.0.1"}}}},
+        _content_type="application/merge-patch+json",
+    )
+    wait_for(
+        lambda: cluster.module(NS, "onload-module")["spec"]["moduleLoader"]["container"]["version"] == "8.1.2.26",
+        message="the Module's version restored",
+    )
+    cluster.apps.delete_namespaced_daemon_set(DS, NS)
+    wait_for(lambda: cluster.daemonset(NS, DS) is not None, message="the DaemonSet recreated")
+    cluster.wait_ready(NS, "onload")
+    assert {e.reason for e in cluster.events(NS, "onload")} >= {"DriftRepaired"}
+
+
+def test_nodes_joining_leaving_and_relabelled(cluster: Cluster) -> None:
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    cluster.sim.add_nodes("late-0:labels=node-role.kubernetes.io/worker=")
+    wait_for(lambda: "late-0" in labelled(cluster, GATE), message="the new node gets the gate label")
+    assert cluster.wait_ready(NS, "onload")["status"]["nodes"]["selected"] == 4
+    cluster.label_node("worker-0", {"node-role.kubernetes.io/worker": None})
+    wait_for(lambda: "worker-0" not in labelled(cluster, ONLOAD_KEY) | labelled(cluster, GATE), message="cleanup")
+    cluster.core.delete_node("worker-1")
+    body = wait_for(
+        lambda: (b := cluster.wait_ready(NS, "onload"))["status"]["nodes"]["selected"] == 2 and b,
+        message="two selected nodes",
+    )
+    assert body["status"]["nodes"]["devicePluginReady"] == 2
+
+
+def test_deletion_removes_labels_and_children(cluster: Cluster) -> None:
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    cluster.delete_onload(NS, "onload")
+    wait_for(lambda: not cluster.onload_exists(NS, "onload"), message="the CR is gone")
+    assert labelled(cluster, GATE) == set()
+    assert labelled(cluster, ONLOAD_KEY) == set()
+    wait_for(lambda: cluster.module(NS, "onload-module") is None and cluster.daemonset(NS, DS) is None, message="GC")
