@@ -161,13 +161,12 @@ class Cluster:
         return [e for e in items if e.involved_object.name == name and e.involved_object.kind == "Onload"]
 
     def condition(self, namespace: str, name: str, type_: str = "Ready") -> dict[str, Any]:
-        status = self.onload(namespace, name).get("status") or {}
-        return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+        return condition_of(self.onload(namespace, name), type_)
 
     def wait_ready(self, namespace: str, name: str, timeout: float = 20.0) -> Any:
         def ready() -> dict[str, Any] | None:
             body = self.onload(namespace, name)
-            condition = self.condition(namespace, name)
+            condition = condition_of(body, "Ready")
             if (
                 condition.get("status") == "True"
                 and condition.get("observedGeneration") == body["metadata"]["generation"]
@@ -183,6 +182,11 @@ class Cluster:
             timeout,
             f"Ready reason {reason} on Onload {namespace}/{name}",
         )
+
+
+def condition_of(body: dict[str, Any], type_: str) -> dict[str, Any]:
+    status = body.get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
 
 
 def onload_body(name: str = "onload", namespace: str = "onload", **spec: Any) -> dict[str, Any]:

@@ -1,0 +1,23 @@
+"""Exactly the API permissions the operator uses: the source of ``config/rbac/role.yaml``'s rules.
+
+The integration tests record every request the operator makes and compare them with these rules both ways.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+RULES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
+    # (apiGroup, resource, verbs)
+    ("onload.amd.com", "onloads", ("list", "watch", "patch")),  # watch; finalizer and kopf's annotations
+    ("onload.amd.com", "onloads/status", ("patch",)),
+    ("kmm.sigs.x-k8s.io", "modules", ("get", "list", "watch", "patch")),  # server-side apply creates too
+    ("apps", "daemonsets", ("get", "list", "watch", "patch")),
+    ("", "nodes", ("list", "watch", "patch")),
+    ("", "events", ("create",)),
+    ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch")),  # kopf notices new CRDs (KMM)
+)
+
+
+def permissions() -> set[tuple[str, str, str]]:
+    return {(group, resource, verb) for group, resource, verbs in RULES for verb in verbs}

@@ -1,0 +1,43 @@
+"""The operator's API calls during a whole lifecycle are exactly the permissions of onload_operator.rbac_rules."""
+
+from __future__ import annotations
+
+from operator_harness import Cluster, Request, onload_body, wait_for
+
+from onload_operator.rbac_rules import permissions
+
+NS = "onload"
+
+
+def permission(request: Request) -> tuple[str, str, str] | None:
+    """(apiGroup, resource[/subresource], verb) of a REST request path; None for discovery documents."""
+    parts = request.path.strip("/").split("/")
+    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
+    if not rest:
+        return None
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        rest = rest[2:]
+    resource, name, sub = rest[0], rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None
+    watch = request.query.get("watch") in {"true", "1"}
+    verb = {
+        "GET": "watch" if watch else "get" if name else "list",
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "delete" if name else "deletecollection",
+    }[request.method]
+    return (group, f"{resource}/{sub}" if sub else resource, verb)
+
+
+def test_operator_calls_match_the_rbac_rules(cluster: Cluster) -> None:
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    cluster.patch_onload(NS, "onload", {"spec": {"devicePlugin": {"maxPodsPerNode": 9}}})
+    cluster.apps.delete_namespaced_daemon_set("onload-onload-device-plugin-ds", NS)
+    wait_for(lambda: cluster.daemonset(NS, "onload-onload-device-plugin-ds") is not None)
+    cluster.wait_ready(NS, "onload")
+    cluster.delete_onload(NS, "onload")
+    wait_for(lambda: not cluster.onload_exists(NS, "onload"))
+    calls = [r for r in cluster.requests if r.by_operator and r.path.startswith(("/api/", "/apis/"))]
+    used = {p for r in calls if (p := permission(r)) is not None}
+    assert used == permissions()

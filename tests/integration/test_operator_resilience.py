@@ -1,0 +1,82 @@
+"""Operator restarts, deletion while it is down, leftovers of deleted CRs and API errors on 10% of requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from operator_harness import Cluster, onload_body, simulated_cluster, wait_for
+
+from onload_operator.render import names
+
+NS = "onload"
+GATE = names.onload_label(NS, "onload")
+ONLOAD_KEY = names.kmm_version_label(NS, "onload-module")
+
+
+def carrying(cluster: Cluster, *keys: str) -> set[str]:
+    return {node for node, labels in cluster.node_labels().items() if set(keys) & set(labels)}
+
+
+def delete_accepted(cluster: Cluster) -> bool:
+    cluster.delete_onload(NS, "onload")
+    return True
+
+
+def converged_reconciles(cluster: Cluster) -> float:
+    assert cluster.operator is not None
+    value: float = cluster.operator.context.metrics.reconciles.labels("converged")._value.get()
+    return value
+
+
+def test_restarted_operator_finds_nothing_to_write(cluster: Cluster) -> None:
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    wait_for(lambda: "AllNodesReady" in {e.reason for e in cluster.events(NS, "onload")})
+    cluster.stop_operator()
+    writes_before = len(cluster.operator_writes())
+    cluster.start_operator()
+    wait_for(lambda: converged_reconciles(cluster) >= 1, message="the first reconcile after the restart")
+    assert cluster.operator_writes()[writes_before:] == []
+
+
+def test_deletion_while_the_operator_is_down_is_finished_on_start(cluster: Cluster) -> None:
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    cluster.stop_operator()
+    cluster.delete_onload(NS, "onload")
+    assert cluster.onload(NS, "onload")["metadata"]["deletionTimestamp"]  # held by the finalizer
+    assert carrying(cluster, GATE) == {"worker-0", "worker-1", "worker-2"}
+    cluster.start_operator()
+    wait_for(lambda: not cluster.onload_exists(NS, "onload"), message="the CR released")
+    assert carrying(cluster, GATE, ONLOAD_KEY) == set()
+
+
+def test_labels_of_a_cr_deleted_without_finalizer_are_removed_on_start(tmp_path: Path) -> None:
+    # A CR of an operator that set no finalizer (the Go operator), deleted while nothing ran.
+    with simulated_cluster(tmp_path) as cluster:
+        leftovers: dict[str, str | None] = {
+            names.onload_label("old", "gone"): "3.0",
+            names.kmm_version_label("old", "gone-module"): "3.0",
+        }
+        cluster.label_node("worker-1", leftovers)
+        cluster.label_node("worker-2", {"onload.amd.com/team.a": "kept"})
+        cluster.start_operator()
+        wait_for(lambda: carrying(cluster, *leftovers) == set(), message="leftover labels removed")
+        assert cluster.node_labels()["worker-2"]["onload.amd.com/team.a"] == "kept"
+
+
+def test_converges_with_errors_injected_into_ten_percent_of_requests(tmp_path: Path) -> None:
+    with simulated_cluster(tmp_path, nodes="worker-[0-9]:labels=node-role.kubernetes.io/worker=") as cluster:
+        cluster.start_operator()
+        cluster.sim.faults.update({"errorRate": 0.1, "errorCodes": [500, 429, 409, 503]})
+        wait_for(lambda: cluster.create_onload(onload_body()), message="the CR created despite the faults")
+        body = cluster.wait_ready(NS, "onload", timeout=60)
+        assert body["status"]["nodes"] == {"selected": 10, "moduleReady": 10, "devicePluginReady": 10}
+        assert cluster.operator is not None
+        errors = cluster.operator.context.metrics.errors.labels("ApiException")._value.get()
+        assert errors > 0
+        wait_for(lambda: carrying(cluster, GATE) == {f"worker-{i}" for i in range(10)})
+        wait_for(lambda: delete_accepted(cluster), message="delete accepted")
+        wait_for(lambda: not cluster.onload_exists(NS, "onload"), timeout=60, message="deletion despite the faults")
+        cluster.sim.faults.update({"errorRate": 0.0})
+        assert carrying(cluster, GATE, ONLOAD_KEY) == set()
