@@ -637,7 +637,8 @@ class ApiServer:
             await response.write(dumps({"type": "ERROR", "object": error.to_status()}) + b"\n")
             await response.write_eof()
             return response
-        filtered = _WatchFilter(self.store, target, predicate)
+        table_rows = query.get("includeObject", "Metadata") if self._wants_table(request) else None
+        filtered = _WatchFilter(self.store, target, predicate, table_rows)
         if not listed:
             filtered.forget_added(initial)
         unsubscribe = self.store.listen(target.resource_type, stream.push)
@@ -731,10 +732,12 @@ class _WatchFilter:
     as the API server's watch cache does.
     """
 
-    def __init__(self, store: Store, target: Target, predicate: ObjectPredicate | None) -> None:
+    def __init__(self, store: Store, target: Target, predicate: ObjectPredicate | None, table_rows: str | None) -> None:
         self.store = store
         self.target = target
         self.predicate = predicate
+        # With ``as=Table`` (kubectl get --watch) each event carries a one-row Table; the value is includeObject.
+        self.table_rows = table_rows
         self.matching: set[tuple[str, str]] = set()
         if predicate is not None:
             for obj in store.iter_raw(target.resource_type, target.namespace, predicate):
@@ -772,4 +775,11 @@ class _WatchFilter:
             else:
                 return None
         presented = self.store.present(self.target.resource_type, obj)
+        if self.table_rows is not None:
+            presented = tables.table(
+                self.target.resource_type,
+                [presented],
+                resource_version=meta["resourceVersion"],
+                include_object=self.table_rows,
+            )
         return dumps({"type": kind, "object": presented}) + b"\n"

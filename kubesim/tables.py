@@ -137,7 +137,64 @@ def _status(path: str) -> CellFunction:
     return lambda obj: _dotted(obj, path) or 0
 
 
+def _event_object(event: JsonObject) -> str:
+    involved = event.get("involvedObject") or event.get("regarding") or {}
+    return f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
+
+
+def _age_cell(obj: JsonObject) -> str:
+    return age(obj["metadata"].get("creationTimestamp"))
+
+
+_EVENT_COLUMNS: list[tuple[PrinterColumn, CellFunction]] = [
+    (
+        PrinterColumn("Last Seen", "string", ""),
+        lambda e: age(e.get("lastTimestamp") or e.get("eventTime") or e["metadata"].get("creationTimestamp")),
+    ),
+    (PrinterColumn("Type", "string", ""), lambda e: e.get("type", "")),
+    (PrinterColumn("Reason", "string", ""), lambda e: e.get("reason", "")),
+    (PrinterColumn("Object", "string", ""), _event_object),
+    (PrinterColumn("Message", "string", ""), lambda e: e.get("message") or e.get("note") or ""),
+]
+
 _BUILTIN_COLUMNS: dict[str, list[tuple[PrinterColumn, CellFunction]]] = {
+    "v1/events": _EVENT_COLUMNS,
+    "events.k8s.io/v1/events": _EVENT_COLUMNS,
+    "v1/configmaps": [
+        (PrinterColumn("Data", "integer", ""), lambda c: len(c.get("data") or {}) + len(c.get("binaryData") or {})),
+        (_AGE, _age_cell),
+    ],
+    "v1/secrets": [
+        (PrinterColumn("Type", "string", ""), lambda c: c.get("type", "")),
+        (PrinterColumn("Data", "integer", ""), lambda c: len(c.get("data") or {})),
+        (_AGE, _age_cell),
+    ],
+    "v1/services": [
+        (PrinterColumn("Type", "string", ""), lambda s: (s.get("spec") or {}).get("type", "")),
+        (PrinterColumn("Cluster-IP", "string", ""), lambda s: (s.get("spec") or {}).get("clusterIP") or "<none>"),
+        (
+            PrinterColumn("Port(s)", "string", ""),
+            lambda s: (
+                ",".join(
+                    f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in (s.get("spec") or {}).get("ports") or []
+                )
+                or "<none>"
+            ),
+        ),
+        (_AGE, _age_cell),
+    ],
+    "apps/v1/deployments": [
+        (
+            PrinterColumn("Ready", "string", ""),
+            lambda d: f"{_dotted(d, 'status.readyReplicas') or 0}/{_dotted(d, 'spec.replicas') or 0}",
+        ),
+        (PrinterColumn("Up-to-date", "integer", ""), _status("status.updatedReplicas")),
+        (PrinterColumn("Available", "integer", ""), _status("status.availableReplicas")),
+        (_AGE, _age_cell),
+    ],
+    "apiextensions.k8s.io/v1/customresourcedefinitions": [
+        (PrinterColumn("Created At", "date", ""), lambda c: c["metadata"].get("creationTimestamp", "")),
+    ],
     "v1/pods": [
         (PrinterColumn("Ready", "string", ""), _pod_ready),
         (PrinterColumn("Status", "string", ""), _pod_status),
@@ -147,7 +204,7 @@ _BUILTIN_COLUMNS: dict[str, list[tuple[PrinterColumn, CellFunction]]] = {
                 sum(s.get("restartCount", 0) for s in (p.get("status") or {}).get("containerStatuses") or [])
             ),
         ),
-        (_AGE, lambda p: age(p["metadata"].get("creationTimestamp"))),
+        (_AGE, _age_cell),
         (PrinterColumn("IP", "string", "", priority=1), lambda p: (p.get("status") or {}).get("podIP") or "<none>"),
         (
             PrinterColumn("Node", "string", "", priority=1),
@@ -157,7 +214,7 @@ _BUILTIN_COLUMNS: dict[str, list[tuple[PrinterColumn, CellFunction]]] = {
     "v1/nodes": [
         (PrinterColumn("Status", "string", ""), _node_status),
         (PrinterColumn("Roles", "string", ""), _node_roles),
-        (_AGE, lambda n: age(n["metadata"].get("creationTimestamp"))),
+        (_AGE, _age_cell),
         (
             PrinterColumn("Version", "string", ""),
             lambda n: ((n.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", ""),
@@ -169,7 +226,7 @@ _BUILTIN_COLUMNS: dict[str, list[tuple[PrinterColumn, CellFunction]]] = {
     ],
     "v1/namespaces": [
         (PrinterColumn("Status", "string", ""), lambda n: (n.get("status") or {}).get("phase", "")),
-        (_AGE, lambda n: age(n["metadata"].get("creationTimestamp"))),
+        (_AGE, _age_cell),
     ],
     "apps/v1/daemonsets": [
         (PrinterColumn("Desired", "integer", ""), _status("status.desiredNumberScheduled")),
@@ -183,7 +240,7 @@ _BUILTIN_COLUMNS: dict[str, list[tuple[PrinterColumn, CellFunction]]] = {
                 (((d.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeSelector")
             ),
         ),
-        (_AGE, lambda d: age(d["metadata"].get("creationTimestamp"))),
+        (_AGE, _age_cell),
     ],
     "policy/v1/poddisruptionbudgets": [
         (PrinterColumn("Min Available", "string", ""), lambda p: str((p.get("spec") or {}).get("minAvailable", "N/A"))),
@@ -192,7 +249,7 @@ _BUILTIN_COLUMNS: dict[str, list[tuple[PrinterColumn, CellFunction]]] = {
             lambda p: str((p.get("spec") or {}).get("maxUnavailable", "N/A")),
         ),
         (PrinterColumn("Allowed Disruptions", "integer", ""), _status("status.disruptionsAllowed")),
-        (_AGE, lambda p: age(p["metadata"].get("creationTimestamp"))),
+        (_AGE, _age_cell),
     ],
 }
 
@@ -203,7 +260,7 @@ def _columns(resource_type: ResourceType) -> list[tuple[PrinterColumn, CellFunct
         return builtin
     if resource_type.printer_columns:
         return [(c, lambda obj, c=c: _column_cell(c, obj)) for c in resource_type.printer_columns]  # type: ignore[misc]
-    return [(_AGE, lambda obj: age(obj["metadata"].get("creationTimestamp")))]
+    return [(_AGE, _age_cell)]
 
 
 def _row_object(obj: JsonObject, include: str) -> JsonObject | None:

@@ -113,7 +113,7 @@ class Cluster:
             pytest.skip("needs kubesim's own hooks")
         return self.sim
 
-    def _headers(self, headers: dict[str, str] | None) -> dict[str, str]:
+    def headers(self, headers: dict[str, str] | None) -> dict[str, str]:
         result = {"Accept": "application/json"}
         for setting in self.api.configuration.auth_settings().values():
             result[setting["key"]] = setting["value"]
@@ -132,7 +132,7 @@ class Cluster:
     ) -> tuple[int, Any]:
         """A raw request; returns the status code and the decoded JSON body (None when empty or not JSON)."""
         data = None if body is None else body if isinstance(body, bytes | str) else json.dumps(body)
-        all_headers = self._headers(headers)
+        all_headers = self.headers(headers)
         if data is not None:
             all_headers["Content-Type"] = content_type
         response = self.api.rest_client.pool_manager.request(
@@ -148,7 +148,7 @@ class Cluster:
         return self.api.rest_client.pool_manager.request(
             "GET",
             self.api.configuration.host + path,
-            headers=self._headers(None),
+            headers=self.headers(None),
             preload_content=False,
             timeout=timeout,
         )

@@ -137,3 +137,20 @@ def test_official_client_watch_raises_on_410(cluster: Cluster, namespace: str) -
     with pytest.raises(client.ApiException) as raised:
         list(stream)
     assert raised.value.status == 410
+
+
+def test_watch_as_table_sends_one_row_tables(cluster: Cluster, namespace: str) -> None:
+    start = cluster.core.list_namespaced_config_map(namespace).metadata.resource_version
+    cluster.core.create_namespaced_config_map(namespace, {"metadata": {"name": "tabled"}, "data": {"a": "1"}})
+    response = cluster.api.rest_client.pool_manager.request(
+        "GET",
+        f"{cluster.api.configuration.host}/api/v1/namespaces/{namespace}/configmaps"
+        f"?watch=true&resourceVersion={start}&timeoutSeconds=1",
+        headers={**cluster.headers(None), "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        preload_content=False,
+    )
+    event = next(read_events(response))
+    assert event["type"] == "ADDED"
+    assert event["object"]["kind"] == "Table"
+    assert event["object"]["rows"][0]["cells"][0] == "tabled"
+    response.release_conn()

@@ -155,6 +155,16 @@ def test_apply_the_project_crds_and_get_onload_printer_columns(kubectl: Kubectl)
     kubectl("delete", "-k", str(samples))
 
 
+@pytest.mark.skipif(not (REPO / "config" / "default" / "kustomization.yaml").exists(), reason="no config/default")
+def test_apply_the_operator_deployment_tree(kubectl: Kubectl) -> None:
+    applied = kubectl("apply", "-k", str(REPO / "config" / "default")).stdout
+    assert "created" in applied or "configured" in applied or "unchanged" in applied
+    kinds = {line.split("/")[0] for line in applied.splitlines()}
+    assert "customresourcedefinition.apiextensions.k8s.io" in kinds
+    listed = kubectl("get", "-k", str(REPO / "config" / "default"), "-o", "name").stdout.split()
+    assert len(listed) == len(applied.splitlines())
+
+
 def test_server_side_apply_and_patch(kubectl: Kubectl, tmp_path: Path) -> None:
     manifest = tmp_path / "cm.yaml"
     manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: '1'\n")
