@@ -1,0 +1,83 @@
+"""The ``onload-operator`` command and ``make sandbox``'s command, as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from operator_harness import ROOT, onload_body, simulated_cluster, wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_operator_refuses_to_start_without_device_plugin_image() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DEVICE_PLUGIN_IMG"}
+    result = subprocess.run(
+        [sys.executable, "-m", "onload_operator"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 1
+    assert "DEVICE_PLUGIN_IMG" in result.stderr
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text: str = response.read().decode()
+        return text
+
+
+def test_operator_process_serves_liveness_metrics_and_json_logs(tmp_path: Path) -> None:
+    with simulated_cluster(tmp_path) as cluster:
+        liveness, metrics = free_port(), free_port()
+        env = {**os.environ, "DEVICE_PLUGIN_IMG": "dp:1", "KUBECONFIG": str(cluster.kubeconfig)}
+        log_path = tmp_path / "operator.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "onload_operator",
+                    f"--liveness=http://127.0.0.1:{liveness}/healthz",
+                    f"--metrics-port={metrics}",
+                    "--metrics-address=127.0.0.1",
+                    "--log-format=json",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        try:
+            cluster.create_onload(onload_body())
+            cluster.wait_ready("onload", "onload", timeout=30)
+            assert "reconcilers" in wait_for(lambda: get(f"http://127.0.0.1:{liveness}/healthz"))
+            assert "onload_operator_ready" in get(f"http://127.0.0.1:{metrics}/metrics")
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+        records = [json.loads(line) for line in lines]
+        assert any("applied Module onload/onload-module" in r.get("message", "") for r in records)
+
+
+def test_sandbox_command_reaches_ready(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "onload_operator.sandbox", "--exit-when-ready", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Ready=True (AllNodesReady) nodes: 3 selected" in result.stdout
+    assert f"kubectl --kubeconfig {tmp_path / 'kubeconfig'} get onload -A" in result.stdout
+    assert (tmp_path / "kubeconfig").exists()
