@@ -273,9 +273,9 @@ async def test_deleting_daemonset_stops_management(store: FakeStore, controllers
     store.create(DS, daemonset())
     store.create(DS, daemonset("witness"))
     await wait_for(lambda: all_running(store, 2))
+    before = {p["metadata"]["name"] for p in ds_pods(store)}
     store.delete(DS, "default", "agent")
     add_nodes(store, "extra-0")
     await wait_for(lambda: "extra-0" in pods_by_node(store, "witness"), what="the controller saw the new node")
-    # Without a garbage collector in the fake store the orphaned pods stay; none is created on the new node.
-    assert "extra-0" not in pods_by_node(store)
-    assert len(ds_pods(store)) == 2
+    # The deleted DaemonSet gets no new pod; its old ones stay (fake store) or are garbage collected (real store).
+    assert {p["metadata"]["name"] for p in ds_pods(store)} <= before

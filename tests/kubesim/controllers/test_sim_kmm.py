@@ -128,7 +128,8 @@ async def test_versioned_module_follows_the_version_label(store: FakeStore, cont
         ),
     )
     set_label(store, "worker-0", VERSION, "2.0")
-    await wait_for(lambda: loaded(store).get("worker-0") == "2.0", what="2.0 on worker-0")
+    await wait_for(lambda: "2.0" in history, what="2.0 on worker-0")
+    assert loaded(store)["worker-0"] == "2.0"
     assert history[0] == "1.0"  # the label change itself
     assert None in history
     assert history.index(None) < history.index("2.0")

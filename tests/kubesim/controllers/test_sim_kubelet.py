@@ -119,7 +119,8 @@ async def test_deleted_pod_terminates_then_disappears(store: FakeStore, controll
     await wait_for(lambda: phase(store, "app") == "Running")
     store.delete(PODS, "default", "app")
     assert store.get(PODS, "default", "app")["metadata"]["deletionTimestamp"]  # type: ignore[index]
-    await wait_for(lambda: store.get(PODS, "default", "app") is None, what="pod removed")
+    await wait_for(lambda: seen and seen[-1]["type"] == "DELETED", what="pod removed")
+    assert store.get(PODS, "default", "app") is None
     # The final state is reported before or with the deletion (kubesim's store removes a terminating pod on the
     # kubelet's status write already; a real API server waits for the kubelet's second delete).
     finished = [e["object"] for e in seen if e["object"]["status"]["phase"] == "Succeeded"]
