@@ -295,7 +295,8 @@ class DevicePluginService:
         async with grpc.aio.insecure_channel(
             f"unix:{self.config.kubelet_socket_path}", options=_CHANNEL_OPTIONS
         ) as channel:
-            await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT)
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await channel.channel_ready()
             await pb_grpc.RegistrationStub(channel).Register(request, timeout=REGISTER_TIMEOUT)
 
     def _own_socket_intact(self) -> bool:
@@ -362,7 +363,8 @@ class DevicePluginService:
         try:
             # Advertise the real NIC picture from the first ListAndWatch message on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._links.ready.wait(), CONNECT_TIMEOUT)
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await self._links.ready.wait()
             tasks.append(asyncio.create_task(self._track_devices(), name="devices"))
             self.refresh_devices()
             await self._serve_and_register()

@@ -113,11 +113,19 @@ class DirectoryWatch:
 
     async def wait(self, at_most: float | None) -> bool:
         """Wait for a change or ``at_most`` seconds (None waits forever); True if a change was seen."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # A cancellation was requested but swallowed by a library call (grpc.aio can turn one into an
+            # RPC error); honour it here so the caller's loop ends.
+            raise asyncio.CancelledError
         self._add_missing_watches()
         if not self.uses_inotify:
             at_most = self._poll_interval if at_most is None else min(at_most, self._poll_interval)
+        # asyncio.timeout rather than wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives together with the event, which would keep a stopping task alive.
         try:
-            await asyncio.wait_for(self._changed.wait(), at_most)
+            async with asyncio.timeout(at_most):
+                await self._changed.wait()
         except TimeoutError:
             return False
         self._changed.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import stat
 import time
@@ -90,6 +91,11 @@ def exists(path: str) -> bool:
     return os.path.lexists(path)
 
 
+def read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def _is_extended_resource_name(name: str) -> bool:
     """The kubelet's IsExtendedResourceName check, reduced to what matters here."""
     if "/" not in name or name.startswith("requests."):
@@ -154,8 +160,9 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
         await self.stop()
         for name in os.listdir(self.directory):
             path = os.path.join(self.directory, name)
-            if stat.S_ISSOCK(os.lstat(path).st_mode):
-                os.unlink(path)
+            with contextlib.suppress(FileNotFoundError):  # the plugin may be replacing its socket right now
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)
         await self.start()
 
     async def Register(
