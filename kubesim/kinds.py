@@ -237,5 +237,45 @@ def validate_builtin(key: str, kind: str, group: str, obj: JsonObject) -> None:
         raise invalid(kind, obj["metadata"].get("name", ""), group, causes)
 
 
+_MUTABLE_POD_SPEC = (
+    "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,"
+    "`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds`"
+)
+
+
+def check_pod_update(old: JsonObject, new: JsonObject) -> None:
+    """Pods are immutable but for container images, activeDeadlineSeconds, added tolerations and the grace period."""
+    old_spec = old.get("spec") or {}
+    munged = dict(new.get("spec") or {})
+    for field in ("containers", "initContainers"):
+        old_containers = old_spec.get(field) or []
+        new_containers = munged.get(field) or []
+        if field in munged and len(old_containers) == len(new_containers):
+            munged[field] = [
+                {**n, "image": o.get("image")} if isinstance(n, dict) else n
+                for o, n in zip(old_containers, new_containers, strict=True)
+            ]
+    old_tolerations = old_spec.get("tolerations") or []
+    new_tolerations = munged.get("tolerations") or []
+    if new_tolerations[: len(old_tolerations)] == old_tolerations:
+        munged["tolerations"] = old_spec.get("tolerations")
+    for field in ("activeDeadlineSeconds", "terminationGracePeriodSeconds"):
+        munged[field] = old_spec.get(field)
+    comparable = {k: v for k, v in munged.items() if v is not None}
+    if comparable != {k: v for k, v in old_spec.items() if v is not None}:
+        raise invalid(
+            "Pod",
+            old["metadata"]["name"],
+            "",
+            [
+                {
+                    "reason": "FieldValueForbidden",
+                    "message": f"Forbidden: pod updates may not change fields other than {_MUTABLE_POD_SPEC}",
+                    "field": "spec",
+                }
+            ],
+        )
+
+
 def forbid(message: str, details: JsonObject | None = None) -> ApiError:
     return ApiError(403, "Forbidden", message, details)

@@ -510,16 +510,8 @@ class ApiServer:
         node = ((body or {}).get("target") or {}).get("name")
         if not node:
             raise bad_request("a binding needs target.name")
-        pod = self.store.get_raw(target.resource_type, target.namespace, target.name or "")
-        if pod is None:
-            raise not_found("pods", target.name or "")
-        if (pod.get("spec") or {}).get("nodeName"):
-            raise ApiError(
-                409, "Conflict", f'pod {target.name} is already assigned to node "{pod["spec"]["nodeName"]}"'
-            )
-        bound = copy_object(pod)
-        bound["spec"]["nodeName"] = node
-        self.store.update_raw(target.resource_type, bound)
+        assert target.namespace is not None
+        self.store.bind_pod(target.namespace, target.name or "", node)
         return json_response(
             {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201
         )

@@ -585,6 +585,8 @@ class Store:
             old, resource_type.has_status
         ):
             meta["generation"] = old_meta.get("generation", 1) + 1
+        if resource_type.key == "v1/pods" and subresource is None:
+            kinds.check_pod_update(old, new)
         if resource_type.key == "v1/secrets":
             kinds.CREATE_DEFAULTS["v1/secrets"](new)
         self._apply_schema(resource_type, new, old)
@@ -996,6 +998,19 @@ class Store:
         new = copy_object(crd)
         new["metadata"]["finalizers"] = [f for f in crd["metadata"].get("finalizers", []) if f != CRD_CLEANUP_FINALIZER]
         self._store_update(crds, crd, new)
+
+    # --- pods ----------------------------------------------------------------------------------------
+
+    def bind_pod(self, namespace: str, name: str, node: str) -> JsonObject:
+        """pods/binding: assign an unscheduled pod to a node (409 when it already has one)."""
+        pods = self._types["v1/pods"]
+        pod = self._existing(pods, namespace, name)
+        current = (pod.get("spec") or {}).get("nodeName")
+        if current:
+            raise ApiError(409, "Conflict", f'pod {name} is already assigned to node "{current}"')
+        bound = copy_object(pod)
+        bound.setdefault("spec", {})["nodeName"] = node
+        return self._store_update(pods, pod, bound)
 
     # --- eviction ------------------------------------------------------------------------------------
 

@@ -168,3 +168,35 @@ def test_pod_status_subresource(cluster: Cluster, namespace: str) -> None:
         content_type="application/merge-patch+json",
     )
     assert body["status"]["phase"] == "Pending"
+
+
+def test_pod_spec_is_immutable_but_for_images(cluster: Cluster, namespace: str) -> None:
+    cluster.core.create_namespaced_pod(namespace, _pod("immutable", "no-such-node"))
+    path = f"/api/v1/namespaces/{namespace}/pods/immutable"
+    image = {"spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}
+    status, body = cluster.http("PATCH", path, image, content_type="application/strategic-merge-patch+json")
+    assert status == 200
+    assert body["spec"]["containers"][0]["image"] == "registry.k8s.io/pause:3.10"
+    status, body = cluster.http(
+        "PATCH", path, {"spec": {"hostNetwork": True}}, content_type="application/merge-patch+json"
+    )
+    assert (status, body["reason"]) == (422, "Invalid")
+    assert body["details"]["causes"][0]["field"] == "spec"
+
+
+def test_binding_assigns_a_node_once(cluster: Cluster, namespace: str) -> None:
+    unscheduled = _pod("unbound", "ignored")
+    del unscheduled["spec"]["nodeName"]
+    cluster.core.create_namespaced_pod(namespace, unscheduled)
+    node = cluster.ready_node()
+    binding = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": "unbound"},
+        "target": {"kind": "Node", "name": node},
+    }
+    status, _ = cluster.http("POST", f"/api/v1/namespaces/{namespace}/pods/unbound/binding", binding)
+    assert status == 201
+    assert cluster.core.read_namespaced_pod("unbound", namespace).spec.node_name == node
+    status, body = cluster.http("POST", f"/api/v1/namespaces/{namespace}/pods/unbound/binding", binding)
+    assert (status, body["reason"]) == (409, "Conflict")
