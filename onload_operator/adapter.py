@@ -36,6 +36,16 @@ T = TypeVar("T")
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 NODE_PATCH_WORKERS = 8
+MODULES = "modules"
+
+
+class KmmMissingError(RuntimeError):
+    """The cluster does not serve KMM's Module resource."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"the API server does not serve {names.KMM_API_VERSION} Modules: install Kernel Module Management (KMM)"
+        )
 
 
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -98,7 +108,7 @@ class KubernetesAdapter:
                 response = self.apps.read_namespaced_daemon_set(name, namespace, _preload_content=False)
             else:
                 response = self.custom.get_namespaced_custom_object(
-                    names.KMM_GROUP, names.KMM_VERSION, namespace, "modules", name, _preload_content=False
+                    names.KMM_GROUP, names.KMM_VERSION, namespace, MODULES, name, _preload_content=False
                 )
         except ApiException as error:
             if error.status == 404:
@@ -140,22 +150,27 @@ class KubernetesAdapter:
                 ),
             )
         else:
-            result = self._write(
-                "apply",
-                "modules",
-                lambda: self.custom.patch_namespaced_custom_object(
-                    names.KMM_GROUP,
-                    names.KMM_VERSION,
-                    namespace,
-                    "modules",
-                    name,
-                    manifest,
-                    field_manager=names.MANAGER,
-                    force=True,
-                    _content_type=APPLY_PATCH,
-                    _preload_content=False,
-                ),
-            )
+            try:
+                result = self._write(
+                    "apply",
+                    MODULES,
+                    lambda: self.custom.patch_namespaced_custom_object(
+                        names.KMM_GROUP,
+                        names.KMM_VERSION,
+                        namespace,
+                        MODULES,
+                        name,
+                        manifest,
+                        field_manager=names.MANAGER,
+                        force=True,
+                        _content_type=APPLY_PATCH,
+                        _preload_content=False,
+                    ),
+                )
+            except ApiException as error:
+                if error.status == 404:  # apply creates missing objects: the resource itself is missing
+                    raise KmmMissingError() from error
+                raise
         written = _json(result)
         with self._lock:
             self._applied[key] = (applied_hash, written["metadata"].get("resourceVersion", ""))

@@ -20,13 +20,13 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import start_http_server
 
-from onload_operator.adapter import KubernetesAdapter, now_rfc3339
+from onload_operator.adapter import KmmMissingError, KubernetesAdapter, now_rfc3339
 from onload_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 from onload_operator.config import OperatorConfig
 from onload_operator.metrics import OperatorMetrics
-from onload_operator.planner.nodes import orphaned_gate_labels, removal_patches
+from onload_operator.planner.nodes import crs_to_wake, orphaned_gate_labels, removal_patches
 from onload_operator.planner.reconcile import Plan, plan
-from onload_operator.planner.snapshot import OnloadEntry, Snapshot, selector_matches
+from onload_operator.planner.snapshot import OnloadEntry, Snapshot
 from onload_operator.render import names
 from onload_operator.render.status import ready_condition
 
@@ -213,13 +213,10 @@ async def node_changed(
         if context.node_fingerprints.get(name) == fingerprint:
             return
         context.node_fingerprints[name] = fingerprint
-    existing = set(onload_selectors)
-    for key in existing:
-        entry = _only(onload_selectors[key])
-        if entry is None:
-            continue
-        if selector_matches(entry.selector, current) or any(k in current for k in names.node_label_keys(*key)):
-            context.wake(key)
+    entries = {key: entry for key, store in onload_selectors.items() if (entry := _only(store)) is not None}
+    for key in crs_to_wake(current, {key: entry.selector for key, entry in entries.items()}):
+        context.wake(key)
+    existing = set(entries)
     orphans = orphaned_gate_labels(current, existing) if type != "DELETED" else []
     if orphans:
         # Labels of CRs deleted while no operator with a finalizer was running.
@@ -282,22 +279,11 @@ async def reconcile(
 ) -> bool:
     """One reconcile of one CR; False when it failed (it is retried with back-off)."""
     started = time.monotonic()
-    snapshot = _snapshot(key, body, context, *indices)
     try:
-        result = plan(snapshot, context.config.device_plugin_image, now_rfc3339())
-        writes = await asyncio.to_thread(context.adapter.execute, snapshot.body, result)
-    except ApiException as error:
-        message = f"API error {error.status} {error.reason}".strip()
-        context.failures.setdefault(key, []).append(message)
-        context.metrics.errors.labels("ApiException").inc()
-        context.metrics.reconciles.labels("error").inc()
-        log.warning("reconcile of Onload %s/%s failed: %s", *key, message)
-        return False
+        result = plan(_snapshot(key, body, context, *indices), context.config.device_plugin_image, now_rfc3339())
+        writes = await asyncio.to_thread(context.adapter.execute, body, result)
     except Exception as error:
-        context.failures.setdefault(key, []).append(f"{type(error).__name__}: {error}")
-        context.metrics.errors.labels(type(error).__name__).inc()
-        context.metrics.reconciles.labels("error").inc()
-        log.exception("reconcile of Onload %s/%s failed", *key)
+        await _failed(key, body, context, indices, error)
         return False
     finally:
         context.metrics.reconcile_seconds.observe(time.monotonic() - started)
@@ -308,6 +294,35 @@ async def reconcile(
     if writes:
         log.info("reconciled Onload %s/%s with %d writes", *key, writes)
     return True
+
+
+async def _failed(
+    key: CrKey, body: Mapping[str, Any], context: OperatorContext, indices: tuple[Any, Any, Any, Any], error: Exception
+) -> None:
+    """Count a failed reconcile; after several in a row, report them in the status (Degraded=True)."""
+    if isinstance(error, ApiException):
+        message = f"API error {error.status} {error.reason}".strip()
+        log.warning("reconcile of Onload %s/%s failed: %s", *key, message)
+    elif isinstance(error, KmmMissingError):
+        message = str(error)
+        log.warning("reconcile of Onload %s/%s failed: %s", *key, message)
+    else:
+        message = f"{type(error).__name__}: {error}"
+        log.exception("reconcile of Onload %s/%s failed", *key)
+    failures = context.failures.setdefault(key, [])
+    failures.append(message)
+    context.metrics.errors.labels(type(error).__name__).inc()
+    context.metrics.reconciles.labels("error").inc()
+    if len(failures) < context.config.degraded_after_failures:
+        return
+    report = plan(_snapshot(key, body, context, *indices), context.config.device_plugin_image, now_rfc3339())
+    try:
+        await asyncio.to_thread(context.adapter.execute, body, report.status_only())
+    except ApiException as status_error:
+        log.warning("could not report the failures of Onload %s/%s: %s", *key, status_error.reason)
+        return
+    if report.status is not None:
+        context.written_status[key] = report.status
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, registry=REGISTRY)

@@ -98,3 +98,14 @@ def orphaned_gate_labels(labels: Mapping[str, str], existing: set[tuple[str, str
         if dot and name and (namespace, name) not in existing and onload_key in labels:
             orphans.append((namespace, name))
     return orphans
+
+
+def crs_to_wake(
+    labels: Mapping[str, str], selectors: Mapping[tuple[str, str], Mapping[str, str]]
+) -> list[tuple[str, str]]:
+    """The CRs a node event concerns: those whose selector matches the node, or whose labels it carries."""
+    return [
+        key
+        for key, selector in sorted(selectors.items())
+        if selector_matches(selector, labels) or any(k in labels for k in names.node_label_keys(*key))
+    ]

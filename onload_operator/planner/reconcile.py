@@ -54,6 +54,11 @@ class Plan:
     def writes(self) -> int:
         return len(self.applies) + len(self.node_patches) + (self.status is not None) + len(self.events)
 
+    def status_only(self) -> Plan:
+        """Only the status and its Events: what can still be reported when the other writes keep failing."""
+        events = [e for e in self.events if e.reason not in _APPLY_EVENT_REASONS.values()]
+        return Plan(self.observation, status=self.status, events=events)
+
 
 def _status_differs(computed: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:
     current = current or {}

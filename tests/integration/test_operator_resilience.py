@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kubernetes import client
 from operator_harness import Cluster, onload_body, simulated_cluster, wait_for
 
 from onload_operator.render import names
@@ -79,4 +80,19 @@ def test_converges_with_errors_injected_into_ten_percent_of_requests(tmp_path: P
         wait_for(lambda: delete_accepted(cluster), message="delete accepted")
         wait_for(lambda: not cluster.onload_exists(NS, "onload"), timeout=60, message="deletion despite the faults")
         cluster.sim.faults.update({"errorRate": 0.0})
+        assert carrying(cluster, GATE, ONLOAD_KEY) == set()
+
+
+def test_missing_kmm_is_reported_as_degraded(tmp_path: Path) -> None:
+    with simulated_cluster(tmp_path, kmm=False) as cluster:
+        extensions = client.ApiextensionsV1Api(cluster.core.api_client)
+        extensions.delete_custom_resource_definition("modules.kmm.sigs.x-k8s.io")
+        wait_for(lambda: "modules.kmm.sigs.x-k8s.io" not in cluster.sim.crd_names(), message="KMM CRD gone")
+        cluster.start_operator()
+        cluster.create_onload(onload_body())
+        degraded = wait_for(
+            lambda: (c := cluster.condition(NS, "onload", "Degraded")).get("reason") == "ReconcileError" and c,
+            message="Degraded=True ReconcileError",
+        )
+        assert "install Kernel Module Management" in degraded["message"]
         assert carrying(cluster, GATE, ONLOAD_KEY) == set()

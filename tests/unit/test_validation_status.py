@@ -5,7 +5,7 @@ from __future__ import annotations
 from onload_samples import LATER, NOW, cr_body
 
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason, contains
-from onload_operator.planner.nodes import orphaned_gate_labels, removal_patches
+from onload_operator.planner.nodes import crs_to_wake, orphaned_gate_labels, removal_patches
 from onload_operator.render import names
 from onload_operator.render.status import Observation, compute_status
 from onload_operator.render.validation import (
@@ -107,3 +107,12 @@ def test_removal_and_orphan_detection() -> None:
 
 def test_labels_under_the_prefix_without_the_kmm_label_are_not_orphans() -> None:
     assert orphaned_gate_labels({"onload.amd.com/team.a": "x"}, set()) == []
+
+
+def test_node_events_wake_only_the_crs_concerned() -> None:
+    selectors = {("ns", "a"): {"pool": "a"}, ("ns", "b"): {"pool": "b"}, ("other", "c"): {"pool": "a", "x": "1"}}
+    assert crs_to_wake({"pool": "a"}, selectors) == [("ns", "a")]
+    assert crs_to_wake({"pool": "a", "x": "1"}, selectors) == [("ns", "a"), ("other", "c")]
+    leaving = {"pool": "c", names.onload_label("ns", "b"): "1"}
+    assert crs_to_wake(leaving, selectors) == [("ns", "b")]
+    assert crs_to_wake({"pool": "z"}, selectors) == []
