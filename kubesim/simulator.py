@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
+from kubesim.disruption import DisruptionController
 from kubesim.errors import ApiError
 from kubesim.server import ApiServer, FaultSettings
 from kubesim.store import CRD_RESOURCE, Store
@@ -71,6 +72,7 @@ class Simulator:
         self.faults = FaultSettings()
         self.server = ApiServer(self.store, bookmark_interval=bookmark_interval, faults=self.faults)
         self.controllers: Any = None
+        self.disruption: DisruptionController | None = None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -111,6 +113,7 @@ class Simulator:
     def _start_controllers(self) -> None:
         if not self.run_controllers:
             return
+        self.disruption = DisruptionController(self.store, asyncio.get_running_loop())
         try:
             from kubesim import controllers
         except ImportError:
@@ -121,6 +124,9 @@ class Simulator:
         self.controllers = controllers.start_controllers(self.store, settings)
 
     async def stop_async(self) -> None:
+        if self.disruption is not None:
+            self.disruption.stop()
+            self.disruption = None
         if self.controllers is not None:
             self.controllers.stop()
             self.controllers = None

@@ -1041,6 +1041,45 @@ class Store:
         self.delete_raw(pods, namespace, name, options)
 
     def _check_budget(self, budget: JsonObject, pod: JsonObject, dry_run: bool) -> None:
+        status = self.budget_status(budget)
+        if not dry_run:
+            self.refresh_budget(budget, status)
+        healthy, desired = status["currentHealthy"], status["desiredHealthy"]
+        synced = status["conditions"][0]["reason"] != "SyncFailed"
+        unhealthy_allowed = synced and not is_pod_ready(pod) and healthy >= desired
+        if status["disruptionsAllowed"] <= 0 and not unhealthy_allowed:
+            detail = (
+                f"The disruption budget {budget['metadata']['name']} needs {desired} healthy pods and has "
+                f"{healthy} currently"
+                if synced
+                else f"The disruption budget {budget['metadata']['name']} cannot be computed: "
+                f"{status['conditions'][0]['message']}"
+            )
+            raise ApiError(
+                429,
+                "TooManyRequests",
+                "Cannot evict pod as it would violate the pod's disruption budget.",
+                {"causes": [{"reason": "DisruptionBudget", "message": detail}]},
+            )
+
+    def _expected_scale(self, covered: builtins.list[JsonObject]) -> tuple[int, str]:
+        """The replicas the pods' controllers want, or a reason it cannot be known (as the disruption controller
+        reports it: bare pods and controllers without a scale subresource, such as DaemonSets, have none)."""
+        scales: dict[str, int] = {}
+        for pod in covered:
+            controller = next((r for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
+            if controller is None:
+                return 0, f'found no controller ref for pod "{pod["metadata"]["name"]}"'
+            if controller["uid"] in scales:
+                continue
+            owner = self._lookup_uid(controller["uid"])
+            if owner is None or "scale" not in owner[0].subresources:
+                return 0, f"{controller.get('kind')} {controller.get('name')} has no scale subresource"
+            scales[controller["uid"]] = int((owner[1].get("spec") or {}).get("replicas") or 0)
+        return sum(scales.values()), ""
+
+    def budget_status(self, budget: JsonObject) -> JsonObject:
+        """The status the disruption controller would give a PodDisruptionBudget now."""
         pods = self._types["v1/pods"]
         spec = budget.get("spec") or {}
         matcher = label_selector_matcher(spec.get("selector"))
@@ -1049,41 +1088,50 @@ class Store:
             for p in self.iter_raw(pods, budget["metadata"]["namespace"])
             if matcher(p["metadata"].get("labels") or {})
         ]
-        expected = len(covered)
         healthy = sum(1 for p in covered if "deletionTimestamp" not in p["metadata"] and is_pod_ready(p))
-        if "minAvailable" in spec:
-            desired = _scaled(spec["minAvailable"], expected)
-        elif "maxUnavailable" in spec:
-            desired = max(0, expected - _scaled(spec["maxUnavailable"], expected))
+        min_available = spec.get("minAvailable")
+        failure = ""
+        if isinstance(min_available, int):
+            expected, desired = len(covered), min_available
         else:
-            desired = expected
-        allowed = max(0, healthy - desired)
-        pdbs = self._types["policy/v1/poddisruptionbudgets"]
-        status = {
-            **(budget.get("status") or {}),
+            expected, failure = self._expected_scale(covered)
+            if "maxUnavailable" in spec:
+                desired = max(0, expected - _scaled(spec["maxUnavailable"], expected))
+            else:
+                desired = _scaled(min_available, expected) if min_available is not None else expected
+        allowed = 0 if failure else max(0, healthy - desired)
+        reason = "SyncFailed" if failure else "SufficientPods" if allowed > 0 else "InsufficientPods"
+        previous: JsonObject = next(
+            (c for c in (budget.get("status") or {}).get("conditions") or [] if c.get("type") == "DisruptionAllowed"),
+            {},
+        )
+        condition_status = "True" if allowed > 0 else "False"
+        return {
+            "observedGeneration": budget["metadata"].get("generation", 1),
+            "disruptionsAllowed": allowed,
             "currentHealthy": healthy,
             "desiredHealthy": desired,
             "expectedPods": expected,
-            "disruptionsAllowed": allowed,
-            "observedGeneration": budget["metadata"].get("generation", 1),
-        }
-        if status != budget.get("status") and not dry_run:
-            self._store_update(pdbs, budget, {**copy_object(budget), "status": status})
-        unhealthy_allowed = not is_pod_ready(pod) and healthy >= desired
-        if allowed <= 0 and not unhealthy_allowed:
-            raise ApiError(
-                429,
-                "TooManyRequests",
-                "Cannot evict pod as it would violate the pod's disruption budget.",
+            "conditions": [
                 {
-                    "causes": [
-                        {
-                            "reason": "DisruptionBudget",
-                            "message": f"The disruption budget {budget['metadata']['name']} needs {desired} healthy "
-                            f"pods and has {healthy} currently",
-                        }
-                    ]
-                },
+                    "type": "DisruptionAllowed",
+                    "status": condition_status,
+                    "reason": reason,
+                    "message": failure,
+                    "observedGeneration": budget["metadata"].get("generation", 1),
+                    "lastTransitionTime": previous.get("lastTransitionTime", now_rfc3339())
+                    if previous.get("status") == condition_status
+                    else now_rfc3339(),
+                }
+            ],
+        }
+
+    def refresh_budget(self, budget: JsonObject, status: JsonObject | None = None) -> None:
+        """Write a PodDisruptionBudget's current status if it changed."""
+        status = status if status is not None else self.budget_status(budget)
+        if status != budget.get("status"):
+            self._store_update(
+                self._types["policy/v1/poddisruptionbudgets"], budget, {**copy_object(budget), "status": status}
             )
 
 

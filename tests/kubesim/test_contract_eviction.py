@@ -53,9 +53,7 @@ def _gone(cluster: Cluster, namespace: str, name: str) -> bool:
 
 
 def _wait_for_budget(cluster: Cluster, namespace: str, name: str, healthy: int) -> None:
-    """A real cluster's disruption controller needs a moment to count the pods."""
-    if cluster.sim is not None:
-        return
+    """The disruption controller needs a moment to count the pods."""
 
     def counted() -> bool:
         status = cluster.policy.read_namespaced_pod_disruption_budget(name, namespace).status
@@ -97,19 +95,72 @@ def test_min_available_allows_one_then_blocks(cluster: Cluster, namespace: str) 
 @pytest.mark.parametrize(
     ("spec", "allowed"),
     [
-        ({"maxUnavailable": 1}, True),
-        ({"maxUnavailable": 0}, False),
-        ({"maxUnavailable": "50%"}, True),
-        ({"minAvailable": "100%"}, False),
-        ({"minAvailable": "50%"}, True),
+        ({"minAvailable": 1}, True),
+        ({"minAvailable": 2}, False),
+        # Percentages and maxUnavailable need the pods' controller scale: bare pods have none.
+        ({"maxUnavailable": 1}, False),
+        ({"minAvailable": "50%"}, False),
     ],
 )
-def test_budget_forms(cluster: Cluster, namespace: str, spec: dict[str, Any], allowed: bool) -> None:
+def test_budget_forms_for_bare_pods(cluster: Cluster, namespace: str, spec: dict[str, Any], allowed: bool) -> None:
     names = _ready_pods(cluster, namespace, 2)
     cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("pdb", **spec))
     _wait_for_budget(cluster, namespace, "pdb", 2)
     status, _ = _evict(cluster, namespace, names[0])
     assert status == (201 if allowed else 429)
+
+
+def test_budget_status_is_kept_current(cluster: Cluster, namespace: str) -> None:
+    names = _ready_pods(cluster, namespace, 3)
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("pdb", minAvailable=1))
+
+    def status_is(healthy: int, allowed: int) -> bool:
+        status = cluster.policy.read_namespaced_pod_disruption_budget("pdb", namespace).status
+        return bool(
+            status is not None
+            and (status.current_healthy, status.disruptions_allowed, status.expected_pods)
+            == (healthy, allowed, healthy)
+        )
+
+    wait_for(lambda: status_is(3, 2), timeout=60)
+    cluster.core.delete_namespaced_pod(names[0], namespace, grace_period_seconds=0)
+    wait_for(lambda: status_is(2, 1), timeout=60)
+    conditions = cluster.policy.read_namespaced_pod_disruption_budget("pdb", namespace).status.conditions
+    assert [(c.type, c.status, c.reason) for c in conditions] == [("DisruptionAllowed", "True", "SufficientPods")]
+
+
+def test_max_unavailable_for_daemonset_pods_cannot_be_computed(cluster: Cluster, namespace: str) -> None:
+    cluster.apps.create_namespaced_daemon_set(
+        namespace,
+        {
+            "metadata": {"name": "ds"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "ds"}},
+                "template": {
+                    "metadata": {"labels": {"app": "ds"}},
+                    "spec": {"containers": [{"name": "c", "image": PAUSE_IMAGE}]},
+                },
+            },
+        },
+    )
+
+    def pods() -> list[Any]:
+        return [
+            p
+            for p in cluster.core.list_namespaced_pod(namespace, label_selector="app=ds").items
+            if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        ]
+
+    wait_for(pods, timeout=120)
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("pdb", app="ds", maxUnavailable=1))
+
+    def sync_failed() -> bool:
+        status = cluster.policy.read_namespaced_pod_disruption_budget("pdb", namespace).status
+        return bool(status and status.conditions and status.conditions[0].reason == "SyncFailed")
+
+    wait_for(sync_failed, timeout=60)
+    status, body = _evict(cluster, namespace, pods()[0].metadata.name)
+    assert (status, body["details"]["causes"][0]["reason"]) == (429, "DisruptionBudget")
 
 
 def test_budget_of_other_pods_does_not_apply(cluster: Cluster, namespace: str) -> None:
@@ -125,8 +176,8 @@ def test_eviction_of_a_missing_pod_is_404(cluster: Cluster, namespace: str) -> N
 
 def test_two_budgets_are_an_error(cluster: Cluster, namespace: str) -> None:
     (name,) = _ready_pods(cluster, namespace, 1)
-    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("one", maxUnavailable=1))
-    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("two", maxUnavailable=1))
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("one", minAvailable=0))
+    cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("two", minAvailable=0))
     _wait_for_budget(cluster, namespace, "two", 1)
     status, _ = _evict(cluster, namespace, name)
     assert status == 500
