@@ -109,6 +109,7 @@ def test_apply_get_yaml_describe_and_delete(kubectl: Kubectl, tmp_path: Path) ->
     assert daemonset["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "LEVEL", "value": "2"}]
     assert "kubectl.kubernetes.io/last-applied-configuration" in daemonset["metadata"]["annotations"]
 
+    assert "successfully rolled out" in kubectl("rollout", "status", "daemonset/agent", "--timeout=60s").stdout
     wait_for(lambda: len(kubectl("get", "pods", "-l", "app=agent", "-o", "name").stdout.split()) == 3, timeout=30)
     described = kubectl("describe", "daemonset", "agent").stdout
     assert "Name:           agent" in described
