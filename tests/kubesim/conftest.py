@@ -19,14 +19,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from contract_support import REAL_CLUSTER_KUBECONFIG, Cluster
 
 from kubesim.simulator import Simulator
-from kubesim.testing import kubesim, kubesim_namespace, wait_for_fixture
-from kubesim.testing import pytest_configure as kubesim_pytest_configure
-
-__all__ = ["kubesim", "kubesim_namespace", "wait_for_fixture"]
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    kubesim_pytest_configure(config)
 
 
 @pytest.fixture
