@@ -16,13 +16,12 @@ log = logging.getLogger(__name__)
 
 
 class LinkMonitor:
-    """Keeps ``names`` equal to the interface names of a network namespace and calls ``on_change``."""
+    """Keeps ``names`` equal to the interface names of this network namespace and calls ``on_change``."""
 
-    def __init__(self, on_change: Callable[[], None], netns: str | None = None) -> None:
+    def __init__(self, on_change: Callable[[], None]) -> None:
         self.names: frozenset[str] = frozenset()
         self.ready = asyncio.Event()
         self._on_change = on_change
-        self._netns = netns
 
     async def run(self) -> None:
         """Follow link events until cancelled; reconnects with back-off if netlink fails."""
@@ -38,11 +37,11 @@ class LinkMonitor:
                 delay = min(delay * 2, 10.0)
 
     async def _follow(self) -> None:
-        events = AsyncIPRoute(netns=self._netns)
+        events = AsyncIPRoute()
         try:
             # Subscribe before the dump so no event between the two is lost.
             await events.bind()
-            dump = AsyncIPRoute(netns=self._netns)
+            dump = AsyncIPRoute()
             try:
                 await dump.setup_endpoint()
                 by_index = {link["index"]: str(link.get("ifname")) async for link in await dump.get_links()}

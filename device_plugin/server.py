@@ -205,13 +205,13 @@ class OnloadDevicePluginServicer(pb_grpc.DevicePluginServicer):
 class DevicePluginService:
     """Runs the plugin until cancelled: device tracking, NIC monitoring and the serve/register loop."""
 
-    def __init__(self, config: PluginConfig, metrics: PluginMetrics, netns: str | None = None) -> None:
+    def __init__(self, config: PluginConfig, metrics: PluginMetrics) -> None:
         self.config = config
         self.metrics = metrics
         self.state = DeviceState()
         self.registrations = 0
         self.servicer: OnloadDevicePluginServicer | None = None
-        self._links = LinkMonitor(self.refresh_devices, netns=netns)
+        self._links = LinkMonitor(self.refresh_devices)
         self._server: grpc.aio.Server | None = None
         self._socket: SocketIdentity | None = None
         self._last_health: str | None = None

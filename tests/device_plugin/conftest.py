@@ -53,8 +53,8 @@ async def start_plugin(host: HostTree) -> AsyncIterator[StartPlugin]:
     """Start an in-process plugin with config overrides; stopped (cancelled) at teardown."""
     running: list[asyncio.Task[None]] = []
 
-    async def start(netns: str | None = None, **overrides: Any) -> DevicePluginService:
-        service = DevicePluginService(host.config(**overrides), PluginMetrics(), netns=netns)
+    async def start(**overrides: Any) -> DevicePluginService:
+        service = DevicePluginService(host.config(**overrides), PluginMetrics())
         running.append(asyncio.create_task(service.run()))
         return service
 

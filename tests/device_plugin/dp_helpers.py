@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +23,20 @@ from device_plugin.v1beta1 import api_pb2 as pb
 from device_plugin.v1beta1 import api_pb2_grpc as pb_grpc
 
 KUBELET_SOCKET = "kubelet.sock"
+# Runs inside the test's network namespace (via `ip netns exec`), so pyroute2 needs no fork-based netns support,
+# which is unsafe in a process that runs gRPC threads.
+_LINK_SCRIPT = """
+import json, sys
+from pyroute2 import IPRoute
+op = json.loads(sys.argv[1])
+with IPRoute() as ipr:
+    if op["op"] == "add":
+        ipr.link("add", ifname=op["ifname"], kind="veth", peer=op["peer"])
+    elif op["op"] == "rename":
+        ipr.link("set", index=ipr.link_lookup(ifname=op["ifname"])[0], ifname=op["new"])
+    elif op["op"] == "del":
+        ipr.link("del", index=ipr.link_lookup(ifname=op["ifname"])[0])
+"""
 StartPlugin = Callable[..., Awaitable[DevicePluginService]]
 
 
@@ -89,6 +106,11 @@ async def wait_for(predicate: Callable[[], bool], deadline: float = 5.0, message
 
 def exists(path: str) -> bool:
     return os.path.lexists(path)
+
+
+def touch(path: str) -> None:
+    with open(path, "w"):
+        pass
 
 
 def read_json(path: str) -> Any:
@@ -192,3 +214,47 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
             async for response in stub.ListAndWatch(pb.Empty()):
                 self.updates.append(list(response.devices))
         self.stream_ended += 1
+
+
+async def change_links(namespace: str, **operation: str) -> None:
+    """Add, rename or delete a veth link in ``namespace`` with pyroute2."""
+    process = await asyncio.create_subprocess_exec(
+        "ip",
+        "netns",
+        "exec",
+        namespace,
+        sys.executable,
+        "-c",
+        _LINK_SCRIPT,
+        json.dumps(operation),
+        stderr=subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+
+
+async def start_plugin_process(host: HostTree, *args: str, namespace: str | None = None) -> asyncio.subprocess.Process:
+    """The real ``onload-device-plugin`` entry point as a child process, optionally in a network namespace."""
+    prefix = ["ip", "netns", "exec", namespace] if namespace else []
+    return await asyncio.create_subprocess_exec(
+        *prefix,
+        sys.executable,
+        "-m",
+        "device_plugin",
+        f"-devicePluginPath={host.plugin_dir}",
+        f"-devRoot={host.dev}",
+        f"-sysfsRoot={host.sysfs}",
+        f"-hostOnloadPath={host.onload}",
+        f"-cdiSpecDir={host.cdi}",
+        *args,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> tuple[int, str]:
+    """SIGTERM, then the exit code and everything logged."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+    _, stderr = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, stderr.decode()
