@@ -7,7 +7,6 @@ cluster takes to converge after each change, plus the cost of single node events
 import asyncio
 import resource
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -228,7 +227,7 @@ async def main() -> None:
     controllers.stop()
 
     print("## kubesim simulated controllers\n")
-    print(f"`{Path(sys.executable).name} bench/bench_kubesim_controllers.py`: kubesim's object store and all simulated")
+    print("`.venv/bin/python bench/bench_kubesim_controllers.py`: kubesim's object store and all simulated")
     print("controllers in one process, simulated delays set to 0; each time runs from the change until the cluster")
     print("has converged (polled every 10 ms).\n")
     print("| Step | Time | Rate |")
