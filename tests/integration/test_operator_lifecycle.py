@@ -82,6 +82,30 @@ def test_safe_spec_changes_are_applied(cluster: Cluster) -> None:
     cluster.wait_ready(NS, "onload")
 
 
+def test_pull_secrets_and_kernel_mappings(cluster: Cluster) -> None:
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    cluster.patch_onload(NS, "onload", {"spec": {"imagePullSecrets": [{"name": "regcred"}, {"name": "other"}]}})
+    wait_for(lambda: cluster.module(NS, "onload-module")["spec"].get("imageRepoSecret") == {"name": "regcred"})
+    secrets = [s.name for s in cluster.daemonset(NS, DS).spec.template.spec.image_pull_secrets]
+    assert secrets == ["regcred", "other"]
+    # A kernel mapping change on running nodes waits for the upgrade, like a version change.
+    mappings = [{"regexp": "^6\\.", "kernelModuleImage": "onload-module:new", "sfc": {}}]
+    cluster.patch_onload(NS, "onload", {"spec": {"onload": {"kernelMappings": mappings}}})
+    wait_for(lambda: cluster.condition(NS, "onload", "Progressing").get("reason") == "UpgradePending")
+    container = cluster.module(NS, "onload-module")["spec"]["moduleLoader"]["container"]
+    assert container["kernelMappings"][0]["containerImage"] == "onload-module:${KERNEL_FULL_VERSION}"
+    assert cluster.module(NS, "onload-sfcmod") is None
+    # Removing the secrets is applied too (fields the operator no longer sets are dropped by server-side apply).
+    cluster.patch_onload(NS, "onload", {"spec": {"imagePullSecrets": []}})
+    # (kubesim leaves the emptied map `imageRepoSecret: {}` behind where Kubernetes drops it; the name is gone.)
+    wait_for(
+        lambda: not (cluster.module(NS, "onload-module")["spec"].get("imageRepoSecret") or {}).get("name"),
+        message="secret dropped",
+    )
+    assert not cluster.daemonset(NS, DS).spec.template.spec.image_pull_secrets
+
+
 def test_selector_change_moves_onload_between_nodes(cluster: Cluster) -> None:
     cluster.label_node("worker-2", {"pool": "b"})
     cluster.create_onload(onload_body())
