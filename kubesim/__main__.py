@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from kubesim.errors import ApiError
 from kubesim.simulator import Simulator
 
 
@@ -18,7 +19,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve a simulated cluster over HTTP")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    serve.add_argument("--nodes", default="3", help="a node count or a node spec (see kubesim.nodes)")
+    serve.add_argument(
+        "--nodes",
+        "--node-spec",
+        dest="nodes",
+        default="3",
+        help="a node count or a compact node spec such as 'worker-[0-9]:kernel=5.14.0:labels=a=b' (see kubesim.nodes)",
+    )
     serve.add_argument("--kubeconfig", type=Path, default=Path("kubesim.kubeconfig"), help="where to write it")
     serve.add_argument(
         "--crd", action="append", default=[], type=Path, help="a CRD file or a directory of them (repeatable)"
@@ -52,7 +59,11 @@ async def _serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
-    asyncio.run(_serve(args))
+    try:
+        asyncio.run(_serve(args))
+    except (ValueError, OSError, ApiError) as error:
+        print(f"kubesim: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

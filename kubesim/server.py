@@ -58,6 +58,8 @@ class FaultSettings:
     verbs: frozenset[str] = field(default_factory=frozenset)
     resources: frozenset[str] = field(default_factory=frozenset)
     random: random.Random = field(default_factory=lambda: random.Random(0))
+    # How many errors have been injected so far.
+    injected: int = 0
 
     def to_json(self) -> JsonObject:
         return {
@@ -67,6 +69,7 @@ class FaultSettings:
             "watchDropRate": self.watch_drop_rate,
             "verbs": sorted(self.verbs),
             "resources": sorted(self.resources),
+            "injected": self.injected,
         }
 
     def update(self, settings: JsonObject) -> None:
@@ -84,6 +87,7 @@ class FaultSettings:
         if self.error_rate <= 0 or not self.applies(verb, plural) or self.random.random() >= self.error_rate:
             return None
         code = self.random.choice(self.error_codes)
+        self.injected += 1
         if code == 429:
             return ApiError(429, "TooManyRequests", "injected fault: too many requests", {"retryAfterSeconds": 1})
         if code == 409:

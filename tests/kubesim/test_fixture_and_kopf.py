@@ -1,6 +1,8 @@
 """The pytest fixture, the official client's default configuration, and a real kopf operator against kubesim."""
 
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -134,3 +136,43 @@ def test_kopf_operator_runs_against_kubesim(kubesim: KubesimCluster, kubesim_nam
         wait_for(deleted, timeout=30)
     assert runner.exit_code == 0
     assert runner.exception is None
+
+
+def test_cli_reports_a_bad_node_spec() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kubesim", "serve", "--node-spec", "worker-[0-", "--kubeconfig", os.devnull],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("kubesim: ")
+
+
+def test_kopf_operator_converges_despite_injected_faults(
+    kubesim: KubesimCluster, kubesim_namespace: str, tmp_path: Path
+) -> None:
+    crd = tmp_path / "crd.yaml"
+    crd.write_text(WIDGET_CRD)
+    kubesim.sim.register_crd(crd)
+    operator = tmp_path / "operator.py"
+    operator.write_text(textwrap.dedent(OPERATOR))
+    custom: Any = client.CustomObjectsApi()
+    coordinates = ("fixture.kubesim.test", "v1", kubesim_namespace, "gadgets")
+    kubesim.sim.faults.update(
+        {"errorRate": 0.5, "errorCodes": [500, 429], "verbs": ["patch"], "resources": ["gadgets"]}
+    )
+    with KopfRunner(["run", "--standalone", "-A", str(operator)], timeout=60) as runner:
+        custom.create_namespaced_custom_object(
+            *coordinates,
+            {"apiVersion": "fixture.kubesim.test/v1", "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"size": 2}},
+        )
+
+        def seen() -> bool:
+            body = custom.get_namespaced_custom_object(*coordinates, "g")
+            return bool((body.get("status") or {}).get("seen") == 2)
+
+        wait_for(seen, timeout=45)
+        kubesim.sim.faults.update({"errorRate": 0.0})
+    assert runner.exception is None
+    assert kubesim.sim.faults.injected > 0
