@@ -171,10 +171,6 @@ class ApiServer:
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self.app.on_shutdown.append(self._close_watches)
 
-    @property
-    def open_watches(self) -> int:
-        return len(self._watches)
-
     def drop_watches(self) -> None:
         """Cut every open watch stream, as a load balancer or an API server restart does."""
         for stream in list(self._watches):

@@ -125,7 +125,6 @@ class Store:
         self._pending: deque[tuple[str, str, JsonObject]] = deque()
         self._delivering = False
         self._terminating_namespaces: set[str] = set()
-        self._type_listeners: list[Callable[[], None]] = []
         self._cluster_ip = 0
         for resource_type in BUILTIN_RESOURCES:
             self._register(resource_type)
@@ -139,9 +138,6 @@ class Store:
 
     def types(self) -> builtins.list[ResourceType]:
         return list(self._types.values())
-
-    def on_types_changed(self, callback: Callable[[], None]) -> None:
-        self._type_listeners.append(callback)
 
     def resolve(self, resource: str) -> ResourceType:
         resource_type = self._types.get(resource)
@@ -169,8 +165,6 @@ class Store:
                 self._register(resource_type)
         elif old is not None:
             self._buckets.pop(f"{old['spec']['group']}/{old['spec']['names']['plural']}", None)
-        for listener in list(self._type_listeners):
-            listener()
 
     # --- reading -------------------------------------------------------------------------------------
 
@@ -233,9 +227,6 @@ class Store:
                 names = bucket.names_in_order(ns)
                 total += len(names) - bisect.bisect_right(names, after[1])
         return total
-
-    def count(self, resource_type: ResourceType) -> int:
-        return sum(len(v) for v in self._bucket(resource_type).objects.values())
 
     # --- ObjectStore protocol ------------------------------------------------------------------------
 
