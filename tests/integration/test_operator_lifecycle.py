@@ -87,8 +87,13 @@ def test_pull_secrets_and_kernel_mappings(cluster: Cluster) -> None:
     cluster.wait_ready(NS, "onload")
     cluster.patch_onload(NS, "onload", {"spec": {"imagePullSecrets": [{"name": "regcred"}, {"name": "other"}]}})
     wait_for(lambda: cluster.module(NS, "onload-module")["spec"].get("imageRepoSecret") == {"name": "regcred"})
-    secrets = [s.name for s in cluster.daemonset(NS, DS).spec.template.spec.image_pull_secrets]
-    assert secrets == ["regcred", "other"]
+    wait_for(
+        lambda: (
+            [s.name for s in cluster.daemonset(NS, DS).spec.template.spec.image_pull_secrets or []]
+            == ["regcred", "other"]
+        ),
+        message="the DaemonSet's pull secrets",
+    )
     # A kernel mapping change on running nodes waits for the upgrade, like a version change.
     mappings = [{"regexp": "^6\\.", "kernelModuleImage": "onload-module:new", "sfc": {}}]
     cluster.patch_onload(NS, "onload", {"spec": {"onload": {"kernelMappings": mappings}}})
@@ -103,7 +108,7 @@ def test_pull_secrets_and_kernel_mappings(cluster: Cluster) -> None:
         lambda: not (cluster.module(NS, "onload-module")["spec"].get("imageRepoSecret") or {}).get("name"),
         message="secret dropped",
     )
-    assert not cluster.daemonset(NS, DS).spec.template.spec.image_pull_secrets
+    wait_for(lambda: not cluster.daemonset(NS, DS).spec.template.spec.image_pull_secrets, message="DS secrets dropped")
 
 
 def test_selector_change_moves_onload_between_nodes(cluster: Cluster) -> None:
