@@ -222,10 +222,10 @@ class DevicePluginService:
         nics = discover_nics(self.config.sysfs_root, self._links.names)
         loaded = onload_nodes_present(self.config.dev_root)
         devices = build_devices(self.config.max_pods, loaded, nics, self.config.need_nic)
+        self.metrics.nics.set(len(nics))
         if not self.state.publish(devices):
             return
         health = devices[0].health
-        self.metrics.nics.set(len(nics))
         self.metrics.healthy_devices.set(len(devices) if health == HEALTHY else 0)
         if health != self._last_health:
             self.metrics.health_changes.labels(health).inc()
