@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from kubernetes import client, config
+from kubernetes.config import kube_config
 
 from kubesim.simulator import Simulator
 
@@ -71,13 +73,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _point_kubernetes_client_at(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The official client reads KUBECONFIG once, at import; also load the config as its default."""
-    try:
-        from kubernetes import config
-        from kubernetes.config import kube_config
-    except ImportError:
-        return
+    """The official client reads KUBECONFIG once, at import; also make the config its default for the test
+    (the previous default is restored afterwards)."""
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    monkeypatch.setattr(client.Configuration, "_default", client.Configuration._default)
     config.load_kube_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
 
 
