@@ -75,7 +75,8 @@ async def _container_id_from_api(config: WorkerConfig) -> ContainerId:
     try:
         kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kube_config.ConfigException:
-        kube_config.load_kube_config()  # type: ignore[no-untyped-call]
+        # Outside a cluster (development): $KUBECONFIG, read now rather than when the client was imported.
+        kube_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
     delay = 0.1
     while True:
         try:

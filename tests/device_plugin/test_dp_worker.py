@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from aiohttp import web
 from dp_helpers import HostTree, wait_for
 
 from device_plugin.config import load_worker_config
@@ -23,7 +25,7 @@ from device_plugin.cplane import (
     running_container_id,
     server_params,
 )
-from device_plugin.worker import run_worker
+from device_plugin.worker import find_container_id, run_worker
 
 ID = "0123456789abcdef" * 4
 OTHER = "fedcba9876543210" * 4
@@ -175,3 +177,72 @@ async def test_worker_rejects_bad_configuration() -> None:
     _, stderr = await process.communicate()
     assert process.returncode == 2
     assert b"-sysfsRoot" in stderr
+
+
+async def test_container_id_from_the_kubernetes_api(
+    host: HostTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like the Go worker: poll our pod until the worker container is ready, started and running."""
+    polls = 0
+
+    async def read_pod(request: web.Request) -> web.Response:
+        nonlocal polls
+        polls += 1
+        assert request.match_info["namespace"] == "onload-system"
+        assert request.match_info["name"] == "dp-x1"
+        status = {
+            "name": "onload-worker",
+            "containerID": f"cri-o://{ID}",
+            "ready": polls >= 3,
+            "started": True,
+            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            "image": "img",
+            "imageID": "img@sha256:0",
+            "restartCount": 0,
+        }
+        return web.json_response(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "dp-x1"},
+                "status": {"containerStatuses": [status]},
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", read_pod)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+        f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: t, context: {cluster: c, user: u}}]\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    try:
+        config = load_worker_config(
+            ["-containerIdSource=kubernetes"], {"POD_NAME": "dp-x1", "POD_NAMESPACE": "onload-system"}
+        )
+        assert await find_container_id(config) == ContainerId("cri-o", ID)
+        assert polls == 3
+    finally:
+        await runner.cleanup()
+
+
+async def test_unknown_runtime_is_only_a_warning(host: HostTree, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    config = load_worker_config([f"-devRoot={host.dev}", f"-sysfsRoot={host.sysfs}", f"-containerId=docker://{ID}"], {})
+    worker = asyncio.create_task(run_worker(config))
+    try:
+        await wait_for(lambda: "waiting for the onload module" in caplog.text, message="worker running")
+        assert "container runtime 'docker' is untested" in caplog.text
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
