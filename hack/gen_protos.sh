@@ -6,9 +6,11 @@
 # regenerate and compare with git.
 set -eu
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-.venv/bin/python}"
-BIN="$(dirname "$PYTHON")"
-PATH="$BIN:$PATH"
+# The interpreter with grpcio-tools; its directory also holds the protoc-gen-mypy plugins.
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON="$(command -v python3)"; fi
+fi
+PATH="$(dirname "$PYTHON"):$PATH"
 export PATH
 "$PYTHON" -m grpc_tools.protoc \
     -I protos \
