@@ -5,9 +5,13 @@ Each apply manager's owned fields are kept in ``metadata.managedFields`` in the 
 into the object, removes fields the manager applied before but no longer applies (unless another manager owns
 them), and reports a 409 conflict when it would change a field another apply manager owns, unless forced.
 
-Approximations: only ``Apply`` managers are tracked (ordinary updates and patches do not record ownership, so
-they never conflict); lists of custom resources are atomic; list items of built-in kinds are keyed by the
-patch merge keys of :mod:`kubesim.patch`.
+Ordinary creates, updates and patches made over HTTP record an ``Update`` entry for their manager (the
+``fieldManager`` parameter, or the client's user agent up to its first ``/``), which takes over the fields the write
+changed; an apply conflicts with any other manager owning a field it would change.
+
+Approximations: lists of custom resources are atomic (``x-kubernetes-list-type: map`` keys are not used); list
+items of built-in kinds are keyed by the patch merge keys of :mod:`kubesim.patch`; writes by the simulated
+controllers (through the store, not HTTP) record no ownership.
 """
 
 from __future__ import annotations
@@ -22,7 +26,18 @@ JsonObject = dict[str, Any]
 Path = tuple[str, ...]
 
 _UNOWNED_METADATA = frozenset(
-    {"name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink"}
+    {
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+        "selfLink",
+    }
 )
 
 
@@ -167,10 +182,17 @@ def _entries(obj: JsonObject) -> list[JsonObject]:
     return [dict(e) for e in obj.get("metadata", {}).get("managedFields") or []]
 
 
-def _entry(manager: str, api_version: str, paths: set[Path], time: str, subresource: str | None) -> JsonObject:
+def _entry(
+    manager: str,
+    api_version: str,
+    paths: set[Path],
+    time: str,
+    subresource: str | None,
+    operation: str = "Apply",
+) -> JsonObject:
     entry: JsonObject = {
         "manager": manager,
-        "operation": "Apply",
+        "operation": operation,
         "apiVersion": api_version,
         "time": time,
         "fieldsType": "FieldsV1",
@@ -179,6 +201,46 @@ def _entry(manager: str, api_version: str, paths: set[Path], time: str, subresou
     if subresource:
         entry["subresource"] = subresource
     return entry
+
+
+def record_update(
+    old: JsonObject | None,
+    new: JsonObject,
+    manager: str,
+    *,
+    time: str,
+    subresource: str | None,
+    keyed: bool = True,
+) -> list[JsonObject]:
+    """managedFields after an ordinary write of ``new`` over ``old``: ``manager`` takes over what it changed."""
+    new_paths = field_paths(new, keyed)
+    if old is None:
+        changed = new_paths
+    else:
+        candidates = new_paths | field_paths(old, keyed)
+        changed = {p for p in candidates if p[-1] != "." and value_at(old, p) != value_at(new, p)}
+        changed |= {
+            p for p in candidates if p[-1] == "." and (value_at(old, p) is _MISSING) != (value_at(new, p) is _MISSING)
+        }
+    entries = _entries(old) if old is not None else []
+    if not changed:
+        return entries
+    kept: list[JsonObject] = []
+    mine: set[Path] = set()
+    for entry in entries:
+        owned = from_fields_v1(entry.get("fieldsV1") or {})
+        if (entry.get("manager"), entry.get("operation"), entry.get("subresource")) == (manager, "Update", subresource):
+            mine = owned
+            continue
+        remaining = owned - changed
+        if remaining != owned:
+            entry["fieldsV1"] = to_fields_v1(remaining)
+        if remaining:
+            kept.append(entry)
+    mine = (mine | changed) & new_paths
+    if mine:
+        kept.append(_entry(manager, str(new.get("apiVersion", "")), mine, time, subresource, "Update"))
+    return kept
 
 
 def apply_to_new(applied: JsonObject, manager: str, time: str, keyed: bool = True) -> JsonObject:
@@ -212,7 +274,7 @@ def server_side_apply(
             continue
         others.append((entry, owned))
         for path in sorted(owned & new_paths):
-            if entry.get("operation") == "Apply" and value_at(old, path) != value_at(applied, path):
+            if path[-1] != "." and value_at(old, path) != value_at(applied, path):
                 conflicts.append((entry["manager"], path))
     if conflicts and not force:
         _raise_conflicts(old, conflicts)

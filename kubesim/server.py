@@ -128,6 +128,14 @@ def _body(raw: bytes, content_type: str) -> Any:
         raise bad_request(f"the body of the request could not be decoded: {error}") from None
 
 
+def _field_manager(request: web.Request) -> str:
+    """The fieldManager parameter, or as the API server derives it: the user agent up to its first ``/``."""
+    given = request.query.get("fieldManager")
+    if given:
+        return given
+    return request.headers.get("User-Agent", "unknown").split("/", 1)[0][:128] or "unknown"
+
+
 def _encode_continue(resource_version: str, namespace: str, name: str) -> str:
     return base64.urlsafe_b64encode(dumps({"rv": resource_version, "start": [namespace, name]})).decode()
 
@@ -395,7 +403,7 @@ class ApiServer:
         assert target.name is not None
         if verb == "update":
             body = _body(raw, content_type)
-            return json_response(self._update(target, body, dry_run, query.get("fieldValidation")))
+            return json_response(self._update(target, body, dry_run, request))
         if verb == "patch":
             if content_type not in PATCH_TYPES:
                 raise ApiError(
@@ -412,7 +420,8 @@ class ApiServer:
                 content_type,
                 _body(raw, content_type),
                 subresource=target.subresource,
-                field_manager=query.get("fieldManager"),
+                # Apply needs an explicit manager; other patches default to the user agent.
+                field_manager=query.get("fieldManager") if content_type == PATCH_APPLY else _field_manager(request),
                 force=_flag(query.get("force")),
                 dry_run=dry_run,
             )
@@ -466,10 +475,12 @@ class ApiServer:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         body = self._namespaced_body(target, body)
         self._check_field_validation(target, body, request.query.get("fieldValidation"))
-        created = self.store.create_raw(target.resource_type, body, dry_run=dry_run)
+        created = self.store.create_raw(
+            target.resource_type, body, dry_run=dry_run, field_manager=_field_manager(request)
+        )
         return json_response(created, 201)
 
-    def _update(self, target: Target, body: Any, dry_run: bool, directive: str | None) -> JsonObject:
+    def _update(self, target: Target, body: Any, dry_run: bool, request: web.Request) -> JsonObject:
         body = self._namespaced_body(target, body)
         assert target.name is not None
         if body["metadata"].get("name") not in (None, target.name):
@@ -480,13 +491,14 @@ class ApiServer:
         body["metadata"]["name"] = target.name
         if target.subresource == "finalize":
             return self._finalize_namespace(target, body)
-        self._check_field_validation(target, body, directive)
+        self._check_field_validation(target, body, request.query.get("fieldValidation"))
         return self.store.update_raw(
             target.resource_type,
             body,
             subresource=target.subresource,
             dry_run=dry_run,
             require_resource_version=not target.resource_type.builtin,
+            field_manager=_field_manager(request),
         )
 
     def _finalize_namespace(self, target: Target, body: JsonObject) -> JsonObject:

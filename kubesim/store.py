@@ -509,8 +509,29 @@ class Store:
             "storedVersions": [v["name"] for v in spec.get("versions", []) if v.get("storage")],
         }
 
-    def create_raw(self, resource_type: ResourceType, obj: JsonObject, *, dry_run: bool = False) -> JsonObject:
+    def _record_manager(
+        self,
+        resource_type: ResourceType,
+        old: JsonObject | None,
+        new: JsonObject,
+        field_manager: str | None,
+        subresource: str | None,
+    ) -> None:
+        if field_manager:
+            new["metadata"]["managedFields"] = apply.record_update(
+                old, new, field_manager, time=now_rfc3339(), subresource=subresource, keyed=resource_type.builtin
+            )
+
+    def create_raw(
+        self,
+        resource_type: ResourceType,
+        obj: JsonObject,
+        *,
+        dry_run: bool = False,
+        field_manager: str | None = None,
+    ) -> JsonObject:
         prepared = self.prepare_create(resource_type, obj)
+        self._record_manager(resource_type, None, prepared, field_manager, None)
         meta = prepared["metadata"]
         if self.get_raw(resource_type, meta.get("namespace"), meta["name"]) is not None:
             raise already_exists(resource_type.group_resource, meta["name"])
@@ -623,6 +644,7 @@ class Store:
         subresource: str | None = None,
         dry_run: bool = False,
         require_resource_version: bool = False,
+        field_manager: str | None = None,
     ) -> JsonObject:
         meta = obj.get("metadata") or {}
         name = meta.get("name")
@@ -643,6 +665,7 @@ class Store:
                 ],
             )
         new = self.prepare_update(resource_type, old, obj, subresource=subresource)
+        self._record_manager(resource_type, old, new, field_manager, subresource)
         if dry_run:
             return new
         return self._store_update(resource_type, old, new)
@@ -692,6 +715,7 @@ class Store:
             given = (patch.get("metadata") or {}).get("resourceVersion") if isinstance(patch, dict) else None
             patched_meta["resourceVersion"] = given or old["metadata"]["resourceVersion"]
         new = self.prepare_update(resource_type, old, patched, subresource=subresource)
+        self._record_manager(resource_type, old, new, field_manager, subresource)
         if dry_run:
             return new
         return self._store_update(resource_type, old, new)

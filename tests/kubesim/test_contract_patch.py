@@ -1,5 +1,6 @@
 """Patches: JSON merge, JSON patch (with test), strategic merge with patch-merge keys, and server-side apply."""
 
+import json
 from typing import Any
 
 import pytest
@@ -199,3 +200,41 @@ def test_unsupported_patch_content_type(cluster: Cluster, namespace: str) -> Non
     cluster.http("POST", path, {"metadata": {"name": "ct"}})
     status, body = cluster.http("PATCH", f"{path}/ct", {"data": {}}, content_type="text/plain")
     assert (status, body["reason"]) == (415, "UnsupportedMediaType")
+
+
+def test_ordinary_writes_record_update_managers_that_apply_conflicts_with(cluster: Cluster, namespace: str) -> None:
+    created = cluster.core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "owned"}, "data": {"a": "1", "b": "2"}}, field_manager="creator"
+    )
+    entries = [(m.manager, m.operation) for m in created.metadata.managed_fields]
+    assert ("creator", "Update") in entries
+    applied = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owned"}, "data": {"a": "changed"}}
+    with pytest.raises(client.ApiException) as raised:
+        cluster.core.patch_namespaced_config_map(
+            "owned", namespace, applied, field_manager="applier", _content_type=APPLY
+        )
+    assert raised.value.status == 409
+    assert "creator" in json.loads(raised.value.body)["message"]
+    same = {**applied, "data": {"b": "2"}}
+    shared = cluster.core.patch_namespaced_config_map(
+        "owned", namespace, same, field_manager="applier", _content_type=APPLY
+    )
+    assert shared.data == {"a": "1", "b": "2"}
+    forced = cluster.core.patch_namespaced_config_map(
+        "owned", namespace, applied, field_manager="applier", force=True, _content_type=APPLY
+    )
+    assert forced.data["a"] == "changed"
+    managers = {m.manager: m for m in forced.metadata.managed_fields}
+    assert "f:a" in managers["applier"].fields_v1["f:data"]
+    assert "f:a" not in managers["creator"].fields_v1["f:data"]
+
+
+def test_a_patch_takes_over_the_fields_it_changes(cluster: Cluster, namespace: str) -> None:
+    applied = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "drift"}, "data": {"a": "1"}}
+    cluster.core.patch_namespaced_config_map("drift", namespace, applied, field_manager="operator", _content_type=APPLY)
+    cluster.core.patch_namespaced_config_map("drift", namespace, {"data": {"a": "edited"}}, field_manager="editor")
+    again = cluster.core.patch_namespaced_config_map(
+        "drift", namespace, {**applied, "data": {}}, field_manager="operator", _content_type=APPLY
+    )
+    # The operator no longer owns "a" (the editor does), so dropping it from the apply leaves it alone.
+    assert again.data == {"a": "edited"}
