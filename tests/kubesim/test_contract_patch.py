@@ -214,7 +214,7 @@ def test_ordinary_writes_record_update_managers_that_apply_conflicts_with(cluste
             "owned", namespace, applied, field_manager="applier", _content_type=APPLY
         )
     assert raised.value.status == 409
-    assert "creator" in json.loads(raised.value.body)["message"]
+    assert "creator" in json.loads(raised.value.body or "{}")["message"]
     same = {**applied, "data": {"b": "2"}}
     shared = cluster.core.patch_namespaced_config_map(
         "owned", namespace, same, field_manager="applier", _content_type=APPLY
