@@ -137,6 +137,7 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
         self.directory = directory
         self.registrations: list[pb.RegisterRequest] = []
         self.options: list[pb.DevicePluginOptions] = []
+        self.deadlines: list[float | None] = []
         self.updates: list[list[pb.Device]] = []
         self.stream_ended = 0
         self.reject_next: str | None = None
@@ -190,6 +191,7 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
     async def Register(
         self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext[pb.RegisterRequest, pb.Empty]
     ) -> pb.Empty:
+        self.deadlines.append(context.time_remaining())
         if request.version != "v1beta1":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported version {request.version!r}")
         if not _is_extended_resource_name(request.resource_name):

@@ -25,6 +25,8 @@ async def test_registers_with_version_resource_and_endpoint(
     assert request.endpoint == "onload.sock"
     assert request.options.get_preferred_allocation_available
     assert not request.options.pre_start_required
+    # Longer than the kubelet's own 10 s dial back to the plugin.
+    assert (kubelet.deadlines[0] or 0) > 14
     # The kubelet dialled back and got the same options.
     assert kubelet.options[0].get_preferred_allocation_available
     await wait_for(lambda: len(kubelet.latest) == 4, message="device list")
