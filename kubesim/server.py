@@ -687,6 +687,8 @@ class ApiServer:
                     await asyncio.wait_for(stream.wakeup.wait(), wait)
             if request.transport is None or request.transport.is_closing():
                 return
+            if self.store.resolve_optional(filtered.target.resource_type.key) is None:
+                return  # the CRD serving this resource is gone
             if deadline is not None and loop.time() >= deadline:
                 return
             events, stream.events = stream.events, []

@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from contract_support import Cluster, read_events
+from contract_support import WIDGET_CRD, WIDGET_GROUP, WIDGET_VERSION, Cluster, read_events
 from kubernetes import client, watch
 
 pytestmark = pytest.mark.realcluster
@@ -154,3 +154,14 @@ def test_watch_as_table_sends_one_row_tables(cluster: Cluster, namespace: str) -
     assert event["object"]["kind"] == "Table"
     assert event["object"]["rows"][0]["cells"][0] == "tabled"
     response.release_conn()
+
+
+def test_watch_ends_when_the_crd_is_deleted(cluster: Cluster, namespace: str) -> None:
+    cluster.widget_crd()
+    response = cluster.watch_lines(
+        f"/apis/{WIDGET_GROUP}/{WIDGET_VERSION}/namespaces/{namespace}/widgets?watch=true&timeoutSeconds=60", timeout=30
+    )
+    cluster.extensions.delete_custom_resource_definition(WIDGET_CRD["metadata"]["name"])
+    started = time.monotonic()
+    assert list(read_events(response)) == []
+    assert time.monotonic() - started < 30
