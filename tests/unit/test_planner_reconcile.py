@@ -230,3 +230,19 @@ def test_repeated_failures_report_degraded() -> None:
     assert conditions(result.status)["Degraded"] == ("True", "ReconcileError")
     assert conditions(result.status)["Ready"] == ("True", "AllNodesReady")
     assert NOW in {c["lastTransitionTime"] for c in result.status["conditions"]}
+
+
+def test_children_of_the_go_operator_are_taken_over_without_disruption() -> None:
+    world = converge(World(cr_body(), worker_nodes(2)))
+    for child in world.children.values():  # the Go operator wrote no annotations
+        del child["metadata"]["annotations"]
+    world.body["spec"]["onload"]["version"] = "9.0.0"
+    world.body["spec"]["onload"]["userImage"] = "onload-user:9.0.0"
+    result = world.plan()
+    assert result.node_patches == []
+    rendered = {a.manifest["kind"]: a.manifest for a in result.applies}
+    assert rendered["Module"]["spec"]["moduleLoader"]["container"]["version"] == "8.1.2.26"
+    init = rendered["DaemonSet"]["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["image"] == "onload-user:8.1.2.26"
+    assert result.status is not None
+    assert conditions(result.status)["Progressing"] == ("True", "UpgradePending")
