@@ -11,8 +11,9 @@ RULES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
     # (apiGroup, resource, verbs)
     ("onload.amd.com", "onloads", ("list", "watch", "patch")),  # watch; finalizer and kopf's annotations
     ("onload.amd.com", "onloads/status", ("patch",)),
-    ("kmm.sigs.x-k8s.io", "modules", ("get", "list", "watch", "patch")),  # server-side apply creates too
-    ("apps", "daemonsets", ("get", "list", "watch", "patch")),
+    # Server-side apply: patch, and create when the apply creates the object (Kubernetes authorizes both).
+    ("kmm.sigs.x-k8s.io", "modules", ("get", "list", "watch", "create", "patch")),
+    ("apps", "daemonsets", ("get", "list", "watch", "create", "patch")),
     ("", "nodes", ("list", "watch", "patch")),
     ("", "events", ("create",)),
     ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch")),  # kopf notices new CRDs (KMM)

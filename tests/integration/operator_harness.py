@@ -54,6 +54,8 @@ class Request:
     method: str
     path: str
     query: dict[str, str]
+    content_type: str = ""
+    status: int = 0
 
     @property
     def by_operator(self) -> bool:
@@ -227,10 +229,18 @@ def simulated_cluster(
 
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
-        requests.append(
-            Request(request.headers.get("User-Agent", ""), request.method, request.path, dict(request.query))
-        )
-        response: web.StreamResponse = await handler(request)
+        agent, query = request.headers.get("User-Agent", ""), dict(request.query)
+        if query.get("watch") in {"true", "1"}:  # recorded at once: a watch lasts as long as the test
+            requests.append(Request(agent, request.method, request.path, query, request.content_type))
+            watch: web.StreamResponse = await handler(request)
+            return watch
+        try:
+            response: web.StreamResponse = await handler(request)
+        except Exception as error:  # kubesim's ApiError becomes a Status response in an outer middleware
+            status = int(getattr(error, "code", getattr(error, "status", 500)))
+            requests.append(Request(agent, request.method, request.path, query, request.content_type, status))
+            raise
+        requests.append(Request(agent, request.method, request.path, query, request.content_type, response.status))
         return response
 
     sim.server.app.middlewares.append(record)

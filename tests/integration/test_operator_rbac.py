@@ -9,12 +9,15 @@ from onload_operator.rbac_rules import permissions
 NS = "onload"
 
 
-def permission(request: Request) -> tuple[str, str, str] | None:
-    """(apiGroup, resource[/subresource], verb) of a REST request path; None for discovery documents."""
+def permissions_of(request: Request) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource[/subresource], verb) that a REST request needs; none for discovery documents.
+
+    A server-side apply that creates the object is authorized as ``create`` too, as Kubernetes does.
+    """
     parts = request.path.strip("/").split("/")
     group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
     if not rest:
-        return None
+        return set()
     if rest[:1] == ["namespaces"] and len(rest) > 2:
         rest = rest[2:]
     resource, name, sub = rest[0], rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None
@@ -26,7 +29,11 @@ def permission(request: Request) -> tuple[str, str, str] | None:
         "PATCH": "patch",
         "DELETE": "delete" if name else "deletecollection",
     }[request.method]
-    return (group, f"{resource}/{sub}" if sub else resource, verb)
+    resource = f"{resource}/{sub}" if sub else resource
+    needed = {(group, resource, verb)}
+    if request.content_type == "application/apply-patch+yaml" and request.status == 201:
+        needed.add((group, resource, "create"))
+    return needed
 
 
 def test_operator_calls_match_the_rbac_rules(cluster: Cluster) -> None:
@@ -39,5 +46,5 @@ def test_operator_calls_match_the_rbac_rules(cluster: Cluster) -> None:
     cluster.delete_onload(NS, "onload")
     wait_for(lambda: not cluster.onload_exists(NS, "onload"))
     calls = [r for r in cluster.requests if r.by_operator and r.path.startswith(("/api/", "/apis/"))]
-    used = {p for r in calls if (p := permission(r)) is not None}
+    used = set().union(*(permissions_of(r) for r in calls))
     assert used == permissions()
