@@ -2,7 +2,8 @@
 
 Each Onload CR has one daemon that reconciles it whenever it is woken (its own events, events of its children,
 label changes of the nodes it selects or labelled) and every ``resync_seconds``; bursts of events collapse into
-one reconcile. Reconciles read only watch caches (kopf indices); pods are not watched at all.
+one reconcile. Plans are made from watch caches (kopf indices of CRs, nodes and owned children); a child is
+re-read only right before it would be written. Pods are not watched at all.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class OperatorContext:
     locks: dict[CrKey, asyncio.Lock] = field(default_factory=dict)
     failures: dict[CrKey, list[str]] = field(default_factory=dict)
     written_status: dict[CrKey, dict[str, Any]] = field(default_factory=dict)
+    """The last status written per CR: newer than the watch cache until the watch event arrives."""
     node_fingerprints: dict[str, int] = field(default_factory=dict)
     metrics_server: Any = None
 
