@@ -32,8 +32,6 @@ class NodeLabelPatch:
 class NodePlan:
     selected: int = 0
     module_ready: int = 0
-    running: bool = False
-    """Whether any node carries the onload KMM version label, i.e. may run Onload."""
     patches: list[NodeLabelPatch] = field(default_factory=list)
 
 
@@ -49,11 +47,9 @@ def plan_node_labels(
     onload_ready = names.kmm_ready_label(namespace, names.module_name(name))
     sfc_ready = names.kmm_ready_label(namespace, names.sfc_module_name(name))
     selected = module_ready = 0
-    running = False
     patches = []
     for node, labels in sorted(nodes.items()):
         changes: dict[str, str | None] = {}
-        running = running or onload_key in labels
         if selector_matches(selector, labels):
             selected += 1
             onload_version = labels.get(onload_key)
@@ -69,7 +65,7 @@ def plan_node_labels(
             changes = {key: None for key in (onload_key, sfc_key, gate_key) if key in labels}
         if changes:
             patches.append(NodeLabelPatch(node, changes))
-    return NodePlan(selected, module_ready, running, patches)
+    return NodePlan(selected, module_ready, patches)
 
 
 def removal_patches(namespace: str, name: str, nodes: Mapping[str, Mapping[str, str]]) -> list[NodeLabelPatch]:

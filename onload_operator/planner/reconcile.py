@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onload_operator.api.v1alpha1 import Onload
-from onload_operator.planner.compare import MISSING, apply_reason
+from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason
 from onload_operator.planner.conflicts import selector_conflict
 from onload_operator.planner.deployed import effective_onload
 from onload_operator.planner.nodes import NodeLabelPatch, plan_node_labels
@@ -20,7 +20,7 @@ from onload_operator.planner.snapshot import OnloadEntry, Snapshot, child_key, s
 from onload_operator.render import names
 from onload_operator.render.children import render_children
 from onload_operator.render.status import DEGRADED, READY, Observation, compute_status
-from onload_operator.render.validation import Problem, validate
+from onload_operator.render.validation import validate
 
 NORMAL = "Normal"
 WARNING = "Warning"
@@ -81,7 +81,7 @@ def _transition_events(previous: Mapping[str, Any] | None, status: Mapping[str, 
     return [EventSpec(WARNING if degraded else NORMAL, str(after["reason"]), str(after["message"]))]
 
 
-def _invalid_selection(snapshot: Snapshot, selector: Mapping[str, str]) -> int:
+def _selected(snapshot: Snapshot, selector: Mapping[str, str]) -> int:
     return sum(selector_matches(selector, labels) for labels in snapshot.nodes.values())
 
 
@@ -107,7 +107,7 @@ def plan(snapshot: Snapshot, device_plugin_image: str, now: str) -> Plan:
             problems.append(conflict)
     if onload is None or problems:
         selector = onload.spec.selector if onload is not None else {}
-        observation = Observation(generation, problems=problems, selected=_invalid_selection(snapshot, selector))
+        observation = Observation(generation, problems=problems, selected=_selected(snapshot, selector))
         result = Plan(observation)
     else:
         result = _plan_valid(onload, snapshot, device_plugin_image, generation)
@@ -143,7 +143,7 @@ def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int 
         device_plugin_ready=int(ds_status.get("numberReady") or 0),
         children_present=not any(a.reason == MISSING for a in applies),
         nodes_labelled=not nodes.patches,
-        version=component.version if nodes.running or nodes.patches else None,
+        version=component.version if running or nodes.patches else None,
         upgrade_pending=upgrade_pending,
         outdated_device_plugin_pods=max(outdated, 0),
         errors=tuple(snapshot.recent_errors),
@@ -152,20 +152,17 @@ def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int 
     return Plan(observation, applies=applies, node_patches=nodes.patches, events=events)
 
 
-_APPLY_EVENT_REASONS = {"missing": "Created", "changed": "Updated", "drifted": "DriftRepaired"}
+_APPLY_EVENT_REASONS = {MISSING: "Created", CHANGED: "Updated", DRIFTED: "DriftRepaired"}
 
 
 def _apply_message(apply: Apply) -> str:
     kind, name = apply.manifest["kind"], apply.manifest["metadata"]["name"]
     return {
-        "missing": f"created {kind} {name}",
-        "changed": f"applied the new desired state of {kind} {name}",
-        "drifted": f"reverted changes made by others to {kind} {name}",
+        MISSING: f"created {kind} {name}",
+        CHANGED: f"applied the new desired state of {kind} {name}",
+        DRIFTED: f"reverted changes made by others to {kind} {name}",
     }[apply.reason]
 
 
 def _as_dict(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else dict(value)
-
-
-__all__ = ["Apply", "EventSpec", "NodeLabelPatch", "Plan", "Problem", "plan"]
