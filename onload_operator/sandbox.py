@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -138,10 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.exit_when_ready:
             return 0
         print("Press Ctrl-C to stop.", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("\nStopping.", flush=True)
+        stop = threading.Event()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signal_number, lambda *_: stop.set())
+        stop.wait()
+        print("\nStopping.", flush=True)
         return 0
     finally:
         if operator is not None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-# The suite imports test modules in importlib mode; the shared helpers of this directory are plain modules.
-sys.path.insert(0, str(Path(__file__).parent))
+# The suite imports test modules in importlib mode; the shared helpers are imported as ``tests.<dir>.<module>``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from operator_harness import Cluster, simulated_cluster
+from tests.integration.operator_harness import Cluster, simulated_cluster
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ from __future__ import annotations
 import urllib.request
 from functools import partial
 
-from operator_harness import IMAGE, Cluster, onload_body, wait_for
-
 from onload_operator.render import names
+from tests.integration.operator_harness import IMAGE, Cluster, onload_body, wait_for
 
 NS = "onload"
 GATE = names.onload_label(NS, "onload")

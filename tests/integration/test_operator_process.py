@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
-from operator_harness import ROOT, onload_body, simulated_cluster, wait_for
+import pytest
+
+from tests.integration.operator_harness import ROOT, onload_body, simulated_cluster, wait_for
 
 
 def free_port() -> int:
@@ -81,3 +85,36 @@ def test_sandbox_command_reaches_ready(tmp_path: Path) -> None:
     assert "Ready=True (AllNodesReady) nodes: 3 selected" in result.stdout
     assert f"kubectl --kubeconfig {tmp_path / 'kubeconfig'} get onload -A" in result.stdout
     assert (tmp_path / "kubeconfig").exists()
+
+
+def test_sandbox_serves_kubectl_until_interrupted(tmp_path: Path) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    log_path = tmp_path / "sandbox.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "onload_operator.sandbox", "--dir", str(tmp_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    try:
+        wait_for(lambda: "Press Ctrl-C" in log_path.read_text(), timeout=60, message="the sandbox is Ready")
+        table = subprocess.run(
+            [kubectl, "--kubeconfig", str(tmp_path / "kubeconfig"), "get", "onload", "-A", "-o", "wide"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        header, row = table.splitlines()[:2]
+        assert header.split()[:7] == ["NAMESPACE", "NAME", "VERSION", "READY", "NODES", "MODULE-READY", "PLUGIN-READY"]
+        assert row.split()[:7] == ["onload-sandbox", "onload", "8.1.2.26", "True", "3", "3", "3"]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Stopping." in log_path.read_text()

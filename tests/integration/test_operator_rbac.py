@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from operator_harness import Cluster, Request, onload_body, wait_for
-
 from onload_operator.rbac_rules import permissions
+from tests.integration.operator_harness import Cluster, Request, onload_body, wait_for
 
 NS = "onload"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from kubernetes import client
-from operator_harness import Cluster, onload_body, simulated_cluster, wait_for
 
 from onload_operator.render import names
+from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster, wait_for
 
 NS = "onload"
 GATE = names.onload_label(NS, "onload")

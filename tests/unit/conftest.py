@@ -5,5 +5,5 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# The suite imports test modules in importlib mode; the shared helpers of this directory are plain modules.
-sys.path.insert(0, str(Path(__file__).parent))
+# The suite imports test modules in importlib mode; the shared helpers are imported as ``tests.<dir>.<module>``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))

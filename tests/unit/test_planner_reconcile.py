@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 
-from onload_samples import NOW, World, converge, cr_body, entry, worker_nodes
-
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING
 from onload_operator.render import names
 from onload_operator.render.validation import (
@@ -15,6 +13,7 @@ from onload_operator.render.validation import (
     NAME_TOO_LONG,
     SELECTOR_CONFLICT,
 )
+from tests.unit.onload_samples import NOW, World, converge, cr_body, entry, worker_nodes
 
 
 def conditions(status: dict[str, object]) -> dict[str, tuple[object, object]]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from onload_samples import IMAGE, cr_body
 
 from onload_operator.api.v1alpha1 import Onload
 from onload_operator.render import names
 from onload_operator.render.children import render_children
 from onload_operator.render.daemonset import device_plugin_args, device_plugin_daemonset
 from onload_operator.render.modules import onload_module, sfc_module
+from tests.unit.onload_samples import IMAGE, cr_body
 
 
 def onload(**spec: Any) -> Onload:

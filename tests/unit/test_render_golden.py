@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
-from golden_files import GOLDEN_DIR, check_golden
 
 from onload_operator.api.v1alpha1 import Onload
 from onload_operator.render.children import render_children
+from tests.unit.golden_files import GOLDEN_DIR, check_golden
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ROOT / "config" / "samples" / "onload" / "overlays"

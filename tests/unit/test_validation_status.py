@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from onload_samples import LATER, NOW, cr_body
-
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason, contains
 from onload_operator.planner.nodes import crs_to_wake, orphaned_gate_labels, removal_patches
 from onload_operator.render import names
@@ -16,6 +14,7 @@ from onload_operator.render.validation import (
     Problem,
     validate,
 )
+from tests.unit.onload_samples import LATER, NOW, cr_body
 
 
 def reasons(body: dict[str, object]) -> list[str]:
