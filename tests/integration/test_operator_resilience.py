@@ -74,8 +74,8 @@ def test_converges_with_errors_injected_into_ten_percent_of_requests(tmp_path: P
         body = cluster.wait_ready(NS, "onload", timeout=60)
         assert body["status"]["nodes"] == {"selected": 10, "moduleReady": 10, "devicePluginReady": 10}
         assert cluster.operator is not None
-        errors = cluster.operator.context.metrics.errors.labels("ApiException")._value.get()
-        assert errors > 0
+        faults = [r for r in cluster.requests if r.by_operator and r.status in {409, 429, 500, 503}]
+        assert len(faults) >= 2  # the faults did hit the operator's own requests
         wait_for(lambda: carrying(cluster, GATE) == {f"worker-{i}" for i in range(10)})
         wait_for(lambda: delete_accepted(cluster), message="delete accepted")
         wait_for(lambda: not cluster.onload_exists(NS, "onload"), timeout=60, message="deletion despite the faults")
