@@ -39,6 +39,8 @@ class ResourceType:
     printer_columns: tuple[PrinterColumn, ...] = ()
     storage_version: str = ""
     verbs: tuple[str, ...] = ALL_VERBS
+    # Field selector labels beyond metadata.name and metadata.namespace (a CRD's selectableFields).
+    selectable_fields: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -207,6 +209,62 @@ def resource_types_from_crd(crd: JsonObject) -> list[ResourceType]:
                 schema=(version.get("schema") or {}).get("openAPIV3Schema"),
                 printer_columns=columns,
                 storage_version=storage_version,
+                selectable_fields=tuple(
+                    f["jsonPath"].lstrip(".") for f in version.get("selectableFields") or [] if "jsonPath" in f
+                ),
             )
         )
     return result
+
+
+_EVENT_FIELDS = (
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+)
+# Field selector labels each built-in resource supports upstream, besides metadata.name and metadata.namespace.
+BUILTIN_FIELD_LABELS: dict[str, tuple[str, ...]] = {
+    "v1/pods": (
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.podIPs",
+        "status.nominatedNodeName",
+    ),
+    "v1/nodes": ("spec.unschedulable",),
+    "v1/namespaces": ("status.phase",),
+    "v1/secrets": ("type",),
+    "v1/events": _EVENT_FIELDS,
+    "events.k8s.io/v1/events": (
+        "regarding.kind",
+        "regarding.namespace",
+        "regarding.name",
+        "regarding.uid",
+        "regarding.apiVersion",
+        "regarding.resourceVersion",
+        "regarding.fieldPath",
+        "reason",
+        "reportingController",
+        "type",
+    ),
+}
+
+
+def field_labels(resource_type: ResourceType) -> frozenset[str]:
+    """The field selector labels the API server accepts for this resource."""
+    extra = (
+        BUILTIN_FIELD_LABELS.get(resource_type.key, ()) if resource_type.builtin else resource_type.selectable_fields
+    )
+    return frozenset(("metadata.name", "metadata.namespace", *extra))

@@ -111,25 +111,31 @@ def field_value(obj: JsonObject, path: str) -> str:
     return str(value)
 
 
-def parse_field_selector(text: str | None) -> ObjectPredicate | None:
-    """A predicate over objects for ``path=value,path!=value``; None for an empty selector."""
-    if not text or not text.strip():
-        return None
+def _field_terms(text: str) -> list[tuple[str, bool, str]]:
     terms: list[tuple[str, bool, str]] = []
     for term in text.split(","):
         if not term.strip():
             continue
-        if "!=" in term:
-            path, value = term.split("!=", 1)
-            terms.append((path.strip(), False, value.strip()))
-        elif "==" in term:
-            path, value = term.split("==", 1)
-            terms.append((path.strip(), True, value.strip()))
-        elif "=" in term:
-            path, value = term.split("=", 1)
-            terms.append((path.strip(), True, value.strip()))
+        for operator, equal in (("!=", False), ("==", True), ("=", True)):
+            if operator in term:
+                path, value = term.split(operator, 1)
+                terms.append((path.strip(), equal, value.strip()))
+                break
         else:
             raise bad_request(f"invalid selector: {text!r}; can't understand {term!r}")
+    return terms
+
+
+def field_selector_labels(text: str | None) -> list[str]:
+    """The field paths a field selector names."""
+    return [path for path, _, _ in _field_terms(text)] if text and text.strip() else []
+
+
+def parse_field_selector(text: str | None) -> ObjectPredicate | None:
+    """A predicate over objects for ``path=value,path!=value``; None for an empty selector."""
+    if not text or not text.strip():
+        return None
+    terms = _field_terms(text)
 
     def matches(obj: JsonObject) -> bool:
         return all((field_value(obj, path) == value) == equal for path, equal, value in terms)

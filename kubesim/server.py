@@ -18,9 +18,9 @@ from aiohttp import web
 from kubesim import openapi, tables
 from kubesim.errors import ApiError, bad_request, not_found
 from kubesim.patch import copy_object
-from kubesim.resources import ResourceType
+from kubesim.resources import ResourceType, field_labels
 from kubesim.schema import unknown_fields
-from kubesim.selectors import ObjectPredicate, object_matcher
+from kubesim.selectors import ObjectPredicate, field_selector_labels, object_matcher
 from kubesim.store import PATCH_APPLY, PATCH_TYPES, DeleteOptions, Store
 
 JsonObject = dict[str, Any]
@@ -531,6 +531,15 @@ class ApiServer:
     # --- reads ---------------------------------------------------------------------------------------
 
     @staticmethod
+    def _selector(target: Target, query: Any) -> ObjectPredicate | None:
+        """The label and field selectors of a request; field labels are limited to those upstream supports."""
+        supported = field_labels(target.resource_type)
+        for label in field_selector_labels(query.get("fieldSelector")):
+            if label not in supported:
+                raise bad_request(f"field label not supported: {label}")
+        return object_matcher(query.get("labelSelector"), query.get("fieldSelector"))
+
+    @staticmethod
     def _wants_table(request: web.Request) -> bool:
         return "as=Table" in request.headers.get("Accept", "")
 
@@ -553,7 +562,7 @@ class ApiServer:
     def _list(self, request: web.Request, target: Target) -> web.Response:
         query = request.query
         resource_type = target.resource_type
-        predicate = object_matcher(query.get("labelSelector"), query.get("fieldSelector"))
+        predicate = self._selector(target, query)
         limit = int(query.get("limit") or 0)
         start = _decode_continue(query["continue"]) if query.get("continue") else None
         resource_version = self.store.resource_version
@@ -589,7 +598,7 @@ class ApiServer:
 
     def _delete_collection(self, target: Target, query: Any, body: Any) -> web.Response:
         resource_type = target.resource_type
-        predicate = object_matcher(query.get("labelSelector"), query.get("fieldSelector"))
+        predicate = self._selector(target, query)
         options = self._delete_query_options(
             DeleteOptions.from_body(body if isinstance(body, dict) else None, dry_run=query.get("dryRun") == "All"),
             query,
@@ -625,7 +634,7 @@ class ApiServer:
 
     async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
         query = request.query
-        predicate = object_matcher(query.get("labelSelector"), query.get("fieldSelector"))
+        predicate = self._selector(target, query)
         bookmarks = _flag(query.get("allowWatchBookmarks"))
         timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
         stream = _WatchStream()

@@ -6,19 +6,14 @@ The contract tests (``test_contract_*.py``, marked ``realcluster``) talk to the 
 ``cluster.require_sim()`` and are skipped against a real cluster.
 """
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import config
 
-# Test modules are imported in importlib mode; the shared helpers of this directory are a plain module.
-sys.path.insert(0, str(Path(__file__).parent))
-
-from contract_support import REAL_CLUSTER_KUBECONFIG, Cluster
-
 from kubesim.simulator import Simulator
+from tests.kubesim.contract_support import REAL_CLUSTER_KUBECONFIG, Cluster
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ and printer columns in Table output."""
 from typing import Any
 
 import pytest
-from contract_support import WIDGET_GROUP, WIDGET_PLURAL, WIDGET_VERSION, Cluster
 from kubernetes import client
+
+from tests.kubesim.contract_support import WIDGET_GROUP, WIDGET_PLURAL, WIDGET_VERSION, Cluster
 
 pytestmark = pytest.mark.realcluster
 

@@ -1,10 +1,10 @@
 """Object metadata and the basic verbs: create, get, list (selectors, paging), update, delete, deletecollection."""
 
 import pytest
-from contract_support import Cluster
 from kubernetes import client
 
 from kubesim.testing import wait_for
+from tests.kubesim.contract_support import Cluster
 
 pytestmark = pytest.mark.realcluster
 
@@ -222,3 +222,59 @@ def test_cluster_scoped_and_namespace_lifecycle(cluster: Cluster) -> None:
     wait_for(namespace_gone, timeout=60)
     status, _ = cluster.http("GET", f"/api/v1/namespaces/{name}/configmaps/inside")
     assert status == 404
+
+
+def test_unsupported_field_labels_are_rejected(cluster: Cluster, namespace: str) -> None:
+    status, body = cluster.http("GET", f"/api/v1/namespaces/{namespace}/configmaps?fieldSelector=data.a%3D1")
+    assert (status, body["reason"]) == (400, "BadRequest")
+    assert "data.a" in body["message"]
+    status, _ = cluster.http("GET", f"/api/v1/namespaces/{namespace}/pods?fieldSelector=spec.schedulerName%3Dx")
+    assert status == 200
+    status, _ = cluster.http("GET", f"/api/v1/namespaces/{namespace}/events?fieldSelector=involvedObject.name%3Dx")
+    assert status == 200
+    status, _ = cluster.http("GET", f"/api/v1/namespaces/{namespace}/pods?fieldSelector=spec.containers%3Dx")
+    assert status == 400
+
+
+def test_crd_selectable_fields(cluster: Cluster, namespace: str) -> None:
+    group = "selectable.kubesim.test"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"colors.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": "Color", "plural": "colors"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "selectableFields": [{"jsonPath": ".spec.hue"}],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {"hue": {"type": "string"}, "shade": {"type": "string"}},
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    cluster.extensions.create_custom_resource_definition(crd)
+    base = f"/apis/{group}/v1/namespaces/{namespace}/colors"
+    wait_for(lambda: cluster.http("GET", base)[0] == 200, timeout=30)
+    for name, hue in (("r", "red"), ("b", "blue")):
+        body = {"apiVersion": f"{group}/v1", "kind": "Color", "metadata": {"name": name}, "spec": {"hue": hue}}
+        assert cluster.http("POST", base, body)[0] == 201
+    status, listed = cluster.http("GET", f"{base}?fieldSelector=spec.hue%3Dred")
+    assert status == 200
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["r"]
+    assert cluster.http("GET", f"{base}?fieldSelector=spec.shade%3Ddark")[0] == 400
+    cluster.extensions.delete_custom_resource_definition(f"colors.{group}")

@@ -3,9 +3,9 @@
 from typing import Any
 
 import pytest
-from contract_support import WIDGET_CRD, WIDGET_GROUP, WIDGET_VERSION, Cluster
 
 from kubesim.testing import wait_for
+from tests.kubesim.contract_support import WIDGET_CRD, WIDGET_GROUP, WIDGET_VERSION, Cluster
 
 pytestmark = pytest.mark.realcluster
 

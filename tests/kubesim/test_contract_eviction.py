@@ -3,10 +3,10 @@
 from typing import Any
 
 import pytest
-from contract_support import PAUSE_IMAGE, Cluster
 from kubernetes import client
 
 from kubesim.testing import wait_for
+from tests.kubesim.contract_support import PAUSE_IMAGE, Cluster
 
 pytestmark = pytest.mark.realcluster
 

@@ -3,10 +3,10 @@
 from typing import Any
 
 import pytest
-from contract_support import Cluster
 from kubernetes import client
 
 from kubesim.testing import wait_for
+from tests.kubesim.contract_support import Cluster
 
 pytestmark = pytest.mark.realcluster
 

@@ -4,8 +4,9 @@ import json
 from typing import Any
 
 import pytest
-from contract_support import PAUSE_IMAGE, Cluster
 from kubernetes import client
+
+from tests.kubesim.contract_support import PAUSE_IMAGE, Cluster
 
 pytestmark = pytest.mark.realcluster
 

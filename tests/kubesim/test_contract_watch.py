@@ -3,8 +3,9 @@
 import time
 
 import pytest
-from contract_support import WIDGET_CRD, WIDGET_GROUP, WIDGET_VERSION, Cluster, read_events
 from kubernetes import client, watch
+
+from tests.kubesim.contract_support import WIDGET_CRD, WIDGET_GROUP, WIDGET_VERSION, Cluster, read_events
 
 pytestmark = pytest.mark.realcluster
 

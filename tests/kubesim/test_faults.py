@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 import urllib3
-from contract_support import Cluster, read_events
 from kubernetes import client
 
 from kubesim.simulator import Simulator
+from tests.kubesim.contract_support import Cluster, read_events
 
 
 def _sim(cluster: Cluster) -> Simulator:
