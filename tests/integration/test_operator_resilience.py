@@ -67,16 +67,16 @@ def test_labels_of_a_cr_deleted_without_finalizer_are_removed_on_start(tmp_path:
 
 
 def test_converges_with_errors_injected_into_ten_percent_of_requests(tmp_path: Path) -> None:
-    with simulated_cluster(tmp_path, nodes="worker-[0-9]:labels=node-role.kubernetes.io/worker=") as cluster:
+    with simulated_cluster(tmp_path, nodes="worker-[0-19]:labels=node-role.kubernetes.io/worker=") as cluster:
         cluster.start_operator()
         cluster.sim.faults.update({"errorRate": 0.1, "errorCodes": [500, 429, 409, 503]})
         wait_for(lambda: cluster.create_onload(onload_body()), message="the CR created despite the faults")
         body = cluster.wait_ready(NS, "onload", timeout=60)
-        assert body["status"]["nodes"] == {"selected": 10, "moduleReady": 10, "devicePluginReady": 10}
+        assert body["status"]["nodes"] == {"selected": 20, "moduleReady": 20, "devicePluginReady": 20}
         assert cluster.operator is not None
         faults = [r for r in cluster.requests if r.by_operator and r.status in {409, 429, 500, 503}]
-        assert len(faults) >= 2  # the faults did hit the operator's own requests
-        wait_for(lambda: carrying(cluster, GATE) == {f"worker-{i}" for i in range(10)})
+        assert faults  # the faults hit the operator's own requests (about 60 of them: p(none) < 0.2%)
+        wait_for(lambda: carrying(cluster, GATE) == {f"worker-{i}" for i in range(20)})
         wait_for(lambda: delete_accepted(cluster), message="delete accepted")
         wait_for(lambda: not cluster.onload_exists(NS, "onload"), timeout=60, message="deletion despite the faults")
         cluster.sim.faults.update({"errorRate": 0.0})
