@@ -136,7 +136,7 @@ class Cluster:
         if data is not None:
             all_headers["Content-Type"] = content_type
         response = self.api.rest_client.pool_manager.request(
-            method, self.api.configuration.host + path, body=data, headers=all_headers, timeout=timeout
+            method, self.api.configuration.host + path, body=data, headers=all_headers, timeout=timeout, retries=False
         )
         try:
             return response.status, json.loads(response.data) if response.data else None
