@@ -286,7 +286,8 @@ def table(
             "type": column.type,
             "format": "name" if column is _NAME else column.format,
             "description": column.description,
-            "priority": column.priority,
+            # Events list their (generated) names only in wide output, as upstream does.
+            "priority": 1 if column is _NAME and resource_type.kind == "Event" else column.priority,
         }
         for column, _ in [(_NAME, None), *columns]
     ]
