@@ -266,13 +266,16 @@ def server_side_apply(
     entries = _entries(old)
     conflicts: list[tuple[str, Path]] = []
     previous: set[Path] = set()
+    previous_time = time
     others: list[tuple[JsonObject, set[Path]]] = []
     for entry in entries:
         owned = from_fields_v1(entry.get("fieldsV1") or {})
-        if entry.get("manager") == manager and entry.get("subresource") == subresource:
-            previous = owned
+        if (entry.get("manager"), entry.get("operation"), entry.get("subresource")) == (manager, "Apply", subresource):
+            previous, previous_time = owned, entry.get("time", time)
             continue
         others.append((entry, owned))
+        if entry.get("manager") == manager:
+            continue  # a manager does not conflict with its own updates
         for path in sorted(owned & new_paths):
             if path[-1] != "." and value_at(old, path) != value_at(applied, path):
                 conflicts.append((entry["manager"], path))
@@ -298,8 +301,10 @@ def server_side_apply(
     fields = sorted((p for p in released if p[-1] != "."), key=len, reverse=True)
     for path in items + fields:
         _remove_path(merged, path)
+    # An apply that owns the same fields as before keeps its timestamp, so that a no-op apply changes nothing.
+    entry_time = previous_time if previous == new_paths else time
     kept_entries.append(
-        _entry(manager, str(applied.get("apiVersion", old.get("apiVersion", ""))), new_paths, time, subresource)
+        _entry(manager, str(applied.get("apiVersion", old.get("apiVersion", ""))), new_paths, entry_time, subresource)
     )
     merged["metadata"]["managedFields"] = kept_entries
     return merged

@@ -239,3 +239,12 @@ def test_a_patch_takes_over_the_fields_it_changes(cluster: Cluster, namespace: s
     )
     # The operator no longer owns "a" (the editor does), so dropping it from the apply leaves it alone.
     assert again.data == {"a": "edited"}
+
+
+def test_repeating_an_apply_changes_nothing(cluster: Cluster, namespace: str) -> None:
+    applied = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "same"}, "data": {"a": "1"}}
+    first = cluster.core.patch_namespaced_config_map("same", namespace, applied, field_manager="m", _content_type=APPLY)
+    second = cluster.core.patch_namespaced_config_map(
+        "same", namespace, applied, field_manager="m", _content_type=APPLY
+    )
+    assert second.metadata.resource_version == first.metadata.resource_version

@@ -277,3 +277,15 @@ def test_jsonpath_subset_and_durations() -> None:
         "30h",
         "5d",
     ]
+
+
+def test_a_repeated_apply_keeps_its_timestamp() -> None:
+    base = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}}
+    owned = apply.apply_to_new(base, "m", "2026-01-01T00:00:00Z")
+    again = apply.server_side_apply(owned, base, "m", force=False, time="2026-01-02T00:00:00Z", subresource=None)
+    assert again == owned
+    changed = apply.server_side_apply(
+        owned, {**base, "data": {"b": "2"}}, "m", force=False, time="2026-01-02T00:00:00Z", subresource=None
+    )
+    assert changed["metadata"]["managedFields"][0]["time"] == "2026-01-02T00:00:00Z"
+    assert changed["data"] == {"b": "2"}
