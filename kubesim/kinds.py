@@ -67,9 +67,6 @@ def default_pod_spec(spec: JsonObject) -> None:
 
 def _default_pod(obj: JsonObject) -> None:
     default_pod_spec(obj.setdefault("spec", {}))
-    status = obj.setdefault("status", {})
-    status.setdefault("phase", "Pending")
-    status.setdefault("qosClass", "BestEffort")
 
 
 def _default_daemonset(obj: JsonObject) -> None:
@@ -81,51 +78,7 @@ def _default_daemonset(obj: JsonObject) -> None:
         rolling.setdefault("maxUnavailable", 1)
         rolling.setdefault("maxSurge", 0)
     spec.setdefault("revisionHistoryLimit", 10)
-    template = spec.setdefault("template", {})
-    default_pod_spec(template.setdefault("spec", {}))
-    if "status" not in obj or not obj["status"]:
-        obj["status"] = {
-            "currentNumberScheduled": 0,
-            "numberMisscheduled": 0,
-            "desiredNumberScheduled": 0,
-            "numberReady": 0,
-        }
-
-
-def _default_service(obj: JsonObject) -> None:
-    spec = obj.setdefault("spec", {})
-    spec.setdefault("type", "ClusterIP")
-    spec.setdefault("sessionAffinity", "None")
-    for port in spec.get("ports") or []:
-        port.setdefault("protocol", "TCP")
-        port.setdefault("targetPort", port.get("port"))
-    obj.setdefault("status", {"loadBalancer": {}})
-
-
-def _default_namespace(obj: JsonObject) -> None:
-    name = obj["metadata"]["name"]
-    obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
-    obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
-    obj["status"] = {"phase": "Active"}
-
-
-def _default_secret(obj: JsonObject) -> None:
-    string_data = obj.pop("stringData", None) or {}
-    data = obj.setdefault("data", {})
-    for key, value in string_data.items():
-        data[key] = base64.b64encode(str(value).encode()).decode()
-    obj.setdefault("type", "Opaque")
-
-
-def _default_pdb(obj: JsonObject) -> None:
-    obj.setdefault("status", {}).update(
-        {
-            "disruptionsAllowed": obj.get("status", {}).get("disruptionsAllowed", 0),
-            "currentHealthy": obj.get("status", {}).get("currentHealthy", 0),
-            "desiredHealthy": obj.get("status", {}).get("desiredHealthy", 0),
-            "expectedPods": obj.get("status", {}).get("expectedPods", 0),
-        }
-    )
+    default_pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
 
 
 def _default_deployment(obj: JsonObject) -> None:
@@ -136,14 +89,56 @@ def _default_deployment(obj: JsonObject) -> None:
     default_pod_spec(spec.setdefault("template", {}).setdefault("spec", {}))
 
 
-CREATE_DEFAULTS: dict[str, Callable[[JsonObject], None]] = {
+def _default_service(obj: JsonObject) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    for port in spec.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+        port.setdefault("targetPort", port.get("port"))
+
+
+def _default_namespace(obj: JsonObject) -> None:
+    name = obj["metadata"]["name"]
+    obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+    obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+
+
+def _default_secret(obj: JsonObject) -> None:
+    string_data = obj.pop("stringData", None) or {}
+    data = obj.setdefault("data", {})
+    for key, value in string_data.items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    obj.setdefault("type", "Opaque")
+
+
+# Defaults applied on every write, as the API server defaults every object it decodes.
+DEFAULTS: dict[str, Callable[[JsonObject], None]] = {
     "v1/pods": _default_pod,
     "apps/v1/daemonsets": _default_daemonset,
     "apps/v1/deployments": _default_deployment,
     "v1/services": _default_service,
     "v1/namespaces": _default_namespace,
     "v1/secrets": _default_secret,
-    "policy/v1/poddisruptionbudgets": _default_pdb,
+}
+
+# The status an object of these kinds starts with (a created object's own status is dropped).
+INITIAL_STATUS: dict[str, JsonObject] = {
+    "v1/pods": {"phase": "Pending", "qosClass": "BestEffort"},
+    "apps/v1/daemonsets": {
+        "currentNumberScheduled": 0,
+        "numberMisscheduled": 0,
+        "desiredNumberScheduled": 0,
+        "numberReady": 0,
+    },
+    "v1/services": {"loadBalancer": {}},
+    "v1/namespaces": {"phase": "Active"},
+    "policy/v1/poddisruptionbudgets": {
+        "disruptionsAllowed": 0,
+        "currentHealthy": 0,
+        "desiredHealthy": 0,
+        "expectedPods": 0,
+    },
 }
 
 
@@ -275,6 +270,63 @@ def check_pod_update(old: JsonObject, new: JsonObject) -> None:
                 }
             ],
         )
+
+
+def _immutable(kind: str, group: str, name: str, field: str, value: Any) -> ApiError:
+    return invalid(
+        kind,
+        name,
+        group,
+        [{"reason": "FieldValueInvalid", "message": f"Invalid value: {value!r}: field is immutable", "field": field}],
+    )
+
+
+def _check_workload_update(old: JsonObject, new: JsonObject) -> None:
+    old_selector = (old.get("spec") or {}).get("selector")
+    new_selector = (new.get("spec") or {}).get("selector")
+    if old_selector != new_selector:
+        raise _immutable(new["kind"], "apps", old["metadata"]["name"], "spec.selector", new_selector)
+
+
+def _update_service(old: JsonObject, new: JsonObject) -> None:
+    """An update keeps the allocated cluster IP when it names none, and may not change it."""
+    old_spec = old.get("spec") or {}
+    new_spec = new.setdefault("spec", {})
+    if not new_spec.get("clusterIP") and old_spec.get("clusterIP"):
+        new_spec["clusterIP"] = old_spec["clusterIP"]
+        new_spec["clusterIPs"] = old_spec.get("clusterIPs", [old_spec["clusterIP"]])
+    if old_spec.get("clusterIP") and new_spec.get("clusterIP") != old_spec["clusterIP"]:
+        raise _immutable("Service", "", old["metadata"]["name"], "spec.clusterIP", new_spec.get("clusterIP"))
+
+
+def _check_immutable_data(old: JsonObject, new: JsonObject) -> None:
+    if not old.get("immutable"):
+        return
+    for field in ("data", "binaryData", "immutable"):
+        if old.get(field) != new.get(field):
+            raise invalid(
+                old["kind"],
+                old["metadata"]["name"],
+                "",
+                [
+                    {
+                        "reason": "FieldValueForbidden",
+                        "message": "Forbidden: field is immutable when `immutable` is set",
+                        "field": field,
+                    }
+                ],
+            )
+
+
+# Rules upstream applies when an object is updated: immutable fields, kept allocations.
+UPDATE_RULES: dict[str, Callable[[JsonObject, JsonObject], None]] = {
+    "v1/pods": check_pod_update,
+    "apps/v1/daemonsets": _check_workload_update,
+    "apps/v1/deployments": _check_workload_update,
+    "v1/services": _update_service,
+    "v1/configmaps": _check_immutable_data,
+    "v1/secrets": _check_immutable_data,
+}
 
 
 def forbid(message: str, details: JsonObject | None = None) -> ApiError:

@@ -456,9 +456,11 @@ class Store:
             meta.pop("generation", None)
         if resource_type.has_status and resource_type.key not in KEEPS_STATUS_ON_CREATE:
             obj.pop("status", None)
-        default = kinds.CREATE_DEFAULTS.get(resource_type.key)
+        default = kinds.DEFAULTS.get(resource_type.key)
         if default is not None:
             default(obj)
+        if resource_type.key in kinds.INITIAL_STATUS:
+            obj["status"] = {**kinds.INITIAL_STATUS[resource_type.key], **(obj.get("status") or {})}
         if resource_type.key == "v1/services":
             self._allocate_cluster_ip(obj)
         if resource_type.key == CRD_RESOURCE:
@@ -593,15 +595,18 @@ class Store:
         if "managedFields" in old_meta and "managedFields" not in meta:
             meta["managedFields"] = old_meta["managedFields"]
         self._check_finalizers(resource_type, old, new)
+        default = kinds.DEFAULTS.get(resource_type.key)
+        rule = kinds.UPDATE_RULES.get(resource_type.key)
+        if subresource is None:
+            if default is not None:
+                default(new)
+            if rule is not None:
+                rule(old, new)
+        self._apply_schema(resource_type, new, old)
         if resource_type.has_generation and self._body_without(new, resource_type.has_status) != self._body_without(
             old, resource_type.has_status
         ):
             meta["generation"] = old_meta.get("generation", 1) + 1
-        if resource_type.key == "v1/pods" and subresource is None:
-            kinds.check_pod_update(old, new)
-        if resource_type.key == "v1/secrets":
-            kinds.CREATE_DEFAULTS["v1/secrets"](new)
-        self._apply_schema(resource_type, new, old)
         return new
 
     def _check_finalizers(self, resource_type: ResourceType, old: JsonObject, new: JsonObject) -> None:

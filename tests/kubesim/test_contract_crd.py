@@ -167,3 +167,13 @@ def test_strategic_merge_patch_is_refused_for_custom_resources(cluster: Cluster,
         "PATCH", f"{widgets}/smp", {"spec": {"size": 2}}, content_type="application/strategic-merge-patch+json"
     )
     assert (status, body["reason"]) == (415, "UnsupportedMediaType")
+
+
+def test_replacing_without_defaulted_fields_keeps_the_generation(cluster: Cluster, widgets: str) -> None:
+    _, created = cluster.http("POST", widgets, _widget("keep", {"size": 2}))
+    assert created["spec"]["mode"] == "slow"
+    replacement = {**_widget("keep", {"size": 2}), "metadata": {**created["metadata"]}}
+    status, replaced = cluster.http("PUT", f"{widgets}/keep", replacement)
+    assert status == 200
+    assert replaced["spec"]["mode"] == "slow"
+    assert replaced["metadata"]["generation"] == 1

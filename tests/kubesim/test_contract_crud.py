@@ -278,3 +278,73 @@ def test_crd_selectable_fields(cluster: Cluster, namespace: str) -> None:
     assert [i["metadata"]["name"] for i in listed["items"]] == ["r"]
     assert cluster.http("GET", f"{base}?fieldSelector=spec.shade%3Ddark")[0] == 400
     cluster.extensions.delete_custom_resource_definition(f"colors.{group}")
+
+
+def test_immutable_fields(cluster: Cluster, namespace: str) -> None:
+    daemonset = {
+        "metadata": {"name": "fixed"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "fixed"}},
+            "template": {
+                "metadata": {"labels": {"app": "fixed", "extra": "x"}},
+                "spec": {
+                    "nodeSelector": {"none": "x"},
+                    "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9"}],
+                },
+            },
+        },
+    }
+    cluster.apps.create_namespaced_daemon_set(namespace, daemonset)
+    status, body = cluster.http(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{namespace}/daemonsets/fixed",
+        {"spec": {"selector": {"matchLabels": {"extra": "x"}}}},
+        content_type="application/merge-patch+json",
+    )
+    assert (status, body["reason"]) == (422, "Invalid")
+    assert body["details"]["causes"][0]["field"] == "spec.selector"
+    assert "field is immutable" in body["message"]
+
+    cluster.core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "frozen"}, "data": {"a": "1"}, "immutable": True}
+    )
+    status, body = cluster.http(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/configmaps/frozen",
+        {"data": {"a": "2"}},
+        content_type="application/merge-patch+json",
+    )
+    assert (status, body["reason"]) == (422, "Invalid")
+    status, _ = cluster.http(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/configmaps/frozen",
+        {"metadata": {"labels": {"ok": "yes"}}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200
+
+
+def test_service_keeps_its_cluster_ip(cluster: Cluster, namespace: str) -> None:
+    created = cluster.core.create_namespaced_service(
+        namespace, {"metadata": {"name": "svc"}, "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}
+    )
+    ip = created.spec.cluster_ip
+    assert ip
+    assert created.spec.ports[0].target_port == 80
+    replaced = cluster.core.replace_namespaced_service(
+        "svc",
+        namespace,
+        {
+            "metadata": {"name": "svc", "resourceVersion": created.metadata.resource_version},
+            "spec": {"selector": {"app": "y"}, "ports": [{"port": 80}]},
+        },
+    )
+    assert replaced.spec.cluster_ip == ip
+    assert replaced.spec.ports[0].target_port == 80
+    status, body = cluster.http(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/services/svc",
+        {"spec": {"clusterIP": "10.96.200.200"}},
+        content_type="application/merge-patch+json",
+    )
+    assert (status, body["reason"]) == (422, "Invalid")
