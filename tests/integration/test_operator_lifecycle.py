@@ -186,3 +186,18 @@ def test_deletion_removes_labels_and_children(cluster: Cluster) -> None:
     assert labelled(cluster, GATE) == set()
     assert labelled(cluster, ONLOAD_KEY) == set()
     wait_for(lambda: cluster.module(NS, "onload-module") is None and cluster.daemonset(NS, DS) is None, message="GC")
+
+
+def test_children_run_on_a_node_with_the_upgrade_taint(cluster: Cluster) -> None:
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    cluster.sim.add_nodes(
+        f"tainted-0:labels=node-role.kubernetes.io/worker=:taints={names.UPGRADE_TAINT}=9.0.0:NoSchedule"
+    )
+    body = wait_for(
+        lambda: (b := cluster.wait_ready(NS, "onload"))["status"]["nodes"]["devicePluginReady"] == 4 and b,
+        message="the device plugin ready on the tainted node too",
+    )
+    assert body["status"]["nodes"] == {"selected": 4, "moduleReady": 4, "devicePluginReady": 4}
+    pods = cluster.core.list_namespaced_pod(NS, field_selector="spec.nodeName=tainted-0").items
+    assert any(p.metadata.name.startswith(DS) and p.status.phase == "Running" for p in pods)
