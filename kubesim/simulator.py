@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -14,12 +13,11 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
+from kubesim.controllers import Controllers, ControllerSettings, start_controllers
 from kubesim.disruption import DisruptionController
 from kubesim.errors import ApiError
 from kubesim.server import ApiServer, FaultSettings
 from kubesim.store import CRD_RESOURCE, Store
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 JsonObject = dict[str, Any]
@@ -57,7 +55,7 @@ class Simulator:
         port: int = 0,
         nodes: str | int | None = None,
         crds: Iterable[str | Path] = (),
-        controllers: Any = None,
+        controllers: ControllerSettings | None = None,
         run_controllers: bool = True,
         bookmark_interval: float = 10.0,
         history_limit: int = 20_000,
@@ -71,7 +69,7 @@ class Simulator:
         self.store = Store(history_limit=history_limit)
         self.faults = FaultSettings()
         self.server = ApiServer(self.store, bookmark_interval=bookmark_interval, faults=self.faults)
-        self.controllers: Any = None
+        self.controllers: Controllers | None = None
         self.disruption: DisruptionController | None = None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -114,14 +112,9 @@ class Simulator:
         if not self.run_controllers:
             return
         self.disruption = DisruptionController(self.store, asyncio.get_running_loop())
-        try:
-            from kubesim import controllers
-        except ImportError:
-            log.warning("kubesim.controllers is not available; running without simulated controllers")
-            return
-        settings = self.controller_settings or controllers.ControllerSettings()
+        settings = self.controller_settings or ControllerSettings()
         self.store.graceful_pod_deletion = settings.kubelet
-        self.controllers = controllers.start_controllers(self.store, settings)
+        self.controllers = start_controllers(self.store, settings)
 
     async def stop_async(self) -> None:
         if self.disruption is not None:
