@@ -96,3 +96,15 @@ def test_missing_kmm_is_reported_as_degraded(tmp_path: Path) -> None:
         )
         assert "install Kernel Module Management" in degraded["message"]
         assert carrying(cluster, GATE, ONLOAD_KEY) == set()
+
+
+def test_operator_limited_to_namespaces_leaves_the_others_alone(tmp_path: Path) -> None:
+    with simulated_cluster(tmp_path) as cluster:
+        cluster.core.create_namespace({"metadata": {"name": "elsewhere"}})
+        cluster.start_operator(namespaces=(NS,))
+        cluster.create_onload(onload_body(name="outside", namespace="elsewhere", selector={"pool": "none"}))
+        cluster.create_onload(onload_body())
+        cluster.wait_ready(NS, "onload")
+        outside = cluster.onload("elsewhere", "outside")
+        assert "status" not in outside
+        assert names.FINALIZER not in (outside["metadata"].get("finalizers") or [])
