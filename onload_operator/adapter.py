@@ -276,6 +276,15 @@ class KubernetesAdapter:
                 log.warning("could not post event %s: %s", event.reason, error.reason)
         return writes
 
+    def device_plugin_nodes(self, namespace: str, daemonset: str) -> frozenset[str]:
+        """Nodes where a pod of the device-plugin DaemonSet exists (running or still terminating)."""
+        response: Any = self.core.list_namespaced_pod(
+            namespace, label_selector=f"{names.NAME_LABEL}={daemonset}", _preload_content=False
+        )
+        return frozenset(
+            node for pod in _json(response).get("items") or [] if (node := (pod.get("spec") or {}).get("nodeName"))
+        )
+
     def nodes_with_labels(self, keys: Sequence[str]) -> dict[str, dict[str, str]]:
         """Fresh labels of the nodes carrying any of ``keys`` (a watch cache may lag behind the last patches)."""
         found: dict[str, dict[str, str]] = {}

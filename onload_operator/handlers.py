@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ from onload_operator.adapter import KmmMissingError, KubernetesAdapter, now_rfc3
 from onload_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 from onload_operator.config import OperatorConfig
 from onload_operator.metrics import OperatorMetrics
-from onload_operator.planner.nodes import crs_to_wake, orphaned_gate_labels, removal_patches
+from onload_operator.planner.nodes import crs_to_wake, nodes_leaving, orphaned_gate_labels, removal_patches
 from onload_operator.planner.reconcile import Plan, plan
 from onload_operator.planner.snapshot import OnloadEntry, Snapshot
 from onload_operator.render import names
@@ -145,11 +146,7 @@ def reconcilers(memo: kopf.Memo, **_: Any) -> int:
 @kopf.index(GROUP, VERSION, PLURAL, registry=REGISTRY)
 def onload_selectors(namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[CrKey, Any]:
     namespace = namespace or "default"
-    raw = spec.get("selector")
-    selector: dict[str, str] = {}
-    if isinstance(raw, Mapping) and all(isinstance(v, str) for v in raw.values()):
-        selector = {str(k): str(v) for k, v in raw.items()}
-    entry = OnloadEntry(namespace, name, selector, str(meta.get("creationTimestamp") or ""))
+    entry = OnloadEntry(namespace, name, _selector_of(spec), str(meta.get("creationTimestamp") or ""))
     return {(namespace, name): entry}
 
 
@@ -166,6 +163,14 @@ def owned_modules(namespace: str | None, name: str, body: kopf.Body, **_: Any) -
 @kopf.index("apps", "v1", "daemonsets", labels=OWNED, registry=REGISTRY)
 def owned_daemonsets(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], Any]:
     return {(namespace or "", "DaemonSet", name): copy.deepcopy(dict(body))}
+
+
+def _selector_of(spec: Mapping[str, Any]) -> dict[str, str]:
+    """``spec.selector`` of a CR whose spec may be invalid ({} then)."""
+    raw = spec.get("selector")
+    if isinstance(raw, Mapping) and all(isinstance(v, str) for v in raw.values()):
+        return {str(k): str(v) for k, v in raw.items()}
+    return {}
 
 
 def _only(store: Any) -> Any:
@@ -278,15 +283,21 @@ async def reconcile(
     body: Mapping[str, Any],
     context: OperatorContext,
     indices: tuple[Any, Any, Any, Any],
-) -> bool:
-    """One reconcile of one CR; False when it failed (it is retried with back-off)."""
+) -> int | None:
+    """One reconcile of one CR: the number of writes made, or None when it failed (retried with back-off)."""
     started = time.monotonic()
     try:
-        result = plan(_snapshot(key, body, context, *indices), context.config.device_plugin_image, now_rfc3339())
+        snapshot = _snapshot(key, body, context, *indices)
+        if nodes_leaving(*key, _selector_of(body.get("spec") or {}), snapshot.nodes):
+            pods = await asyncio.to_thread(
+                context.adapter.device_plugin_nodes, key[0], names.device_plugin_name(key[1])
+            )
+            snapshot = dataclasses.replace(snapshot, device_plugin_nodes=pods)
+        result = plan(snapshot, context.config.device_plugin_image, now_rfc3339())
         writes = await asyncio.to_thread(context.adapter.execute, body, result)
     except Exception as error:
         await _failed(key, body, context, indices, error)
-        return False
+        return None
     finally:
         context.metrics.reconcile_seconds.observe(time.monotonic() - started)
     if result.status is not None:
@@ -295,7 +306,7 @@ async def reconcile(
     _record(context, key, result, writes)
     if writes:
         log.info("reconciled Onload %s/%s with %d writes", *key, writes)
-    return True
+    return writes
 
 
 async def _failed(
@@ -353,13 +364,14 @@ async def reconcile_loop(
                 if stopped:
                     break
                 waker.clear()
-                succeeded = await reconcile(key, body, context, indices)
-            if succeeded:
-                backoff = context.config.min_interval_seconds
-                delay = context.config.resync_seconds
-            else:
+                writes = await reconcile(key, body, context, indices)
+            if writes is None:
                 backoff = min(backoff * 2, context.config.max_backoff_seconds)
                 delay = backoff
+            else:
+                backoff = context.config.min_interval_seconds
+                # After writes, look again: the status must reflect them even if no further event concerns the CR.
+                delay = context.config.min_interval_seconds if writes else context.config.resync_seconds
             # Let a burst of events accumulate, then wait for a wake-up, a stop or the next resync.
             await asyncio.wait([stop], timeout=context.config.min_interval_seconds)
             wake = asyncio.ensure_future(waker.wait())

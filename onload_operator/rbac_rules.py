@@ -15,6 +15,7 @@ RULES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
     ("kmm.sigs.x-k8s.io", "modules", ("get", "list", "watch", "create", "patch")),
     ("apps", "daemonsets", ("get", "list", "watch", "create", "patch")),
     ("", "nodes", ("list", "watch", "patch")),
+    ("", "pods", ("list",)),  # device-plugin pods on nodes that stop matching, before their modules are unloaded
     ("", "events", ("create",)),
     ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch")),  # kopf notices new CRDs (KMM)
 )

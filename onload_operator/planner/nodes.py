@@ -8,12 +8,15 @@ For each node that matches ``spec.selector``:
    module(s) loaded (``kmm.node.kubernetes.io/<ns>.<name>-module.ready``). The Go operator set it at once.
 
 Labels that already carry another version are left alone: replacing them is the node-by-node upgrade.
-Nodes that stop matching lose all three labels.
+
+A node that stops matching first loses the gate label, so that the DaemonSet stops the device plugin there (its
+preStop removes the Onload files from the host); only once no device-plugin pod is left on the node do the KMM
+labels go, which unloads the modules. The Go operator removed all three at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from onload_operator.planner.snapshot import selector_matches
@@ -42,7 +45,12 @@ def plan_node_labels(
     uses_sfc: bool,
     selector: Mapping[str, str],
     nodes: Mapping[str, Mapping[str, str]],
+    device_plugin_nodes: Collection[str] | None = None,
 ) -> NodePlan:
+    """Label changes for every node; ``device_plugin_nodes`` are the nodes with a device-plugin pod (None: unknown).
+
+    Without that knowledge no KMM label is removed from a node that stops matching.
+    """
     onload_key, sfc_key, gate_key = names.node_label_keys(namespace, name)
     onload_ready = names.kmm_ready_label(namespace, names.module_name(name))
     sfc_ready = names.kmm_ready_label(namespace, names.sfc_module_name(name))
@@ -61,11 +69,27 @@ def plan_node_labels(
             module_ready += loaded
             if gate_key not in labels and loaded and labels.get(onload_key) == version:
                 changes[gate_key] = version
-        else:
-            changes = {key: None for key in (onload_key, sfc_key, gate_key) if key in labels}
+        elif gate_key in labels:
+            changes = {gate_key: None}
+        elif device_plugin_nodes is not None and node not in device_plugin_nodes:
+            changes = {key: None for key in (onload_key, sfc_key) if key in labels}
         if changes:
             patches.append(NodeLabelPatch(node, changes))
     return NodePlan(selected, module_ready, patches)
+
+
+def nodes_leaving(
+    namespace: str, name: str, selector: Mapping[str, str], nodes: Mapping[str, Mapping[str, str]]
+) -> list[str]:
+    """Nodes that no longer match but keep KMM labels of the CR: their device-plugin pods must be known."""
+    onload_key, sfc_key, gate_key = names.node_label_keys(namespace, name)
+    return [
+        node
+        for node, labels in sorted(nodes.items())
+        if not selector_matches(selector, labels)
+        and gate_key not in labels
+        and (onload_key in labels or sfc_key in labels)
+    ]
 
 
 def removal_patches(namespace: str, name: str, nodes: Mapping[str, Mapping[str, str]]) -> list[NodeLabelPatch]:

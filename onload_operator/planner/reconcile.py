@@ -131,7 +131,13 @@ def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int 
             applies.append(Apply(manifest, reason))
     component = effective.spec.onload
     nodes = plan_node_labels(
-        namespace, name, component.version, effective.spec.uses_sfc, effective.spec.selector, snapshot.nodes
+        namespace,
+        name,
+        component.version,
+        effective.spec.uses_sfc,
+        effective.spec.selector,
+        snapshot.nodes,
+        snapshot.device_plugin_nodes,
     )
     daemonset = snapshot.children.get(("DaemonSet", names.device_plugin_name(name))) or {}
     ds_status = daemonset.get("status") or {}

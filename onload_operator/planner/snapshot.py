@@ -35,6 +35,8 @@ class Snapshot:
     children: Mapping[ChildKey, JsonObject] = field(default_factory=dict)
     recent_errors: Sequence[str] = ()
     """Messages of the reconciles of this CR that failed since the last success."""
+    device_plugin_nodes: frozenset[str] | None = None
+    """Nodes with a device-plugin pod of this CR, when nodes are leaving (see planner.nodes.nodes_leaving)."""
 
 
 def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:

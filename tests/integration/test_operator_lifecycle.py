@@ -116,7 +116,8 @@ def test_selector_change_moves_onload_between_nodes(cluster: Cluster) -> None:
     cluster.wait_ready(NS, "onload")
     cluster.patch_onload(NS, "onload", {"spec": {"selector": {"node-role.kubernetes.io/worker": None, "pool": "b"}}})
     wait_for(lambda: labelled(cluster, GATE) == {"worker-2"}, message="only worker-2 keeps the gate label")
-    assert labelled(cluster, ONLOAD_KEY) == {"worker-2"}
+    # The KMM labels go once the device-plugin pods have left those nodes.
+    wait_for(lambda: labelled(cluster, ONLOAD_KEY) == {"worker-2"}, message="modules unloaded from the others")
     wait_for(lambda: cluster.module(NS, "onload-module")["spec"]["selector"] == {"pool": "b"})
     assert cluster.daemonset(NS, DS).spec.template.spec.node_selector == {"pool": "b"}
     body = cluster.wait_ready(NS, "onload")

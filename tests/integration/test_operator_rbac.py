@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from onload_operator.rbac_rules import permissions
+from onload_operator.render import names
 from tests.integration.operator_harness import Cluster, Request, onload_body, wait_for
 
 NS = "onload"
@@ -42,6 +43,9 @@ def test_operator_calls_match_the_rbac_rules(cluster: Cluster) -> None:
     cluster.apps.delete_namespaced_daemon_set("onload-onload-device-plugin-ds", NS)
     wait_for(lambda: cluster.daemonset(NS, "onload-onload-device-plugin-ds") is not None)
     cluster.wait_ready(NS, "onload")
+    cluster.label_node("worker-2", {"node-role.kubernetes.io/worker": None})  # a node leaves
+    module_key = names.kmm_version_label(NS, "onload-module")
+    wait_for(lambda: module_key not in cluster.node_labels()["worker-2"], message="worker-2 cleaned up")
     cluster.delete_onload(NS, "onload")
     wait_for(lambda: not cluster.onload_exists(NS, "onload"))
     calls = [r for r in cluster.requests if r.by_operator and r.path.startswith(("/api/", "/apis/"))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING
+from onload_operator.planner.nodes import nodes_leaving
 from onload_operator.render import names
 from onload_operator.render.validation import (
     INVALID_REGEXP,
@@ -13,7 +14,7 @@ from onload_operator.render.validation import (
     NAME_TOO_LONG,
     SELECTOR_CONFLICT,
 )
-from tests.unit.onload_samples import NOW, World, converge, cr_body, entry, worker_nodes
+from tests.unit.onload_samples import NOW, SELECTOR, World, converge, cr_body, entry, worker_nodes
 
 
 def conditions(status: dict[str, object]) -> dict[str, tuple[object, object]]:
@@ -151,15 +152,18 @@ def test_version_change_before_any_node_runs_onload_is_taken_directly() -> None:
     assert module["spec"]["moduleLoader"]["container"]["version"] == "9.0.0"
 
 
-def test_node_that_stops_matching_loses_all_labels() -> None:
+def test_node_that_stops_matching_loses_the_plugin_before_the_modules() -> None:
     world = converge(World(cr_body(), worker_nodes(2)))
     del world.nodes["worker-1"]["node-role.kubernetes.io/worker"]
     [patch] = world.plan().node_patches
     assert patch.node == "worker-1"
-    assert dict(patch.labels) == {
-        names.kmm_version_label("ns", "onload-module"): None,
-        names.onload_label("ns", "onload"): None,
-    }
+    assert dict(patch.labels) == {names.onload_label("ns", "onload"): None}
+    del world.nodes["worker-1"][names.onload_label("ns", "onload")]
+    assert nodes_leaving("ns", "onload", SELECTOR, world.nodes) == ["worker-1"]
+    assert world.plan().node_patches == []  # device-plugin pods unknown: keep the modules
+    assert world.plan(device_plugin_nodes=frozenset({"worker-0", "worker-1"})).node_patches == []
+    [patch] = world.plan(device_plugin_nodes=frozenset({"worker-0"})).node_patches
+    assert dict(patch.labels) == {names.kmm_version_label("ns", "onload-module"): None}
 
 
 def _refused(body: dict[str, object], reason: str, **kwargs: object) -> None:
