@@ -264,14 +264,15 @@ def _snapshot(
     )
 
 
-def _record(context: OperatorContext, key: CrKey, result: Plan, writes: int) -> None:
+def _record(context: OperatorContext, key: CrKey, current: Mapping[str, Any] | None, result: Plan, writes: int) -> None:
+    """Metrics of one reconcile; ``current`` is the status before it."""
     obs = result.observation
     counts = {
         "selected": obs.selected,
         "module_ready": obs.module_ready,
         "device_plugin_ready": obs.device_plugin_ready,
     }
-    status = result.status if result.status is not None else context.written_status.get(key)
+    status = result.status if result.status is not None else current
     condition = ready_condition(status)
     context.metrics.record_nodes(*key, counts, bool(condition and condition.get("status") == "True"))
     outcome = "invalid" if obs.problems else "changed" if writes else "converged"
@@ -303,7 +304,7 @@ async def reconcile(
     if result.status is not None:
         context.written_status[key] = result.status
     context.failures.pop(key, None)
-    _record(context, key, result, writes)
+    _record(context, key, snapshot.body.get("status"), result, writes)
     if writes:
         log.info("reconciled Onload %s/%s with %d writes", *key, writes)
     return writes

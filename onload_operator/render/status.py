@@ -7,7 +7,7 @@ every condition carries the generation it was computed from, so an unchanged clu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,5 +141,5 @@ def compute_status(obs: Observation, previous: dict[str, Any] | None, now: str) 
     return status
 
 
-def ready_condition(status: dict[str, Any] | None) -> dict[str, Any] | None:
+def ready_condition(status: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return next((c for c in (status or {}).get("conditions") or [] if c.get("type") == READY), None)

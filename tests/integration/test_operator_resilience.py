@@ -38,6 +38,8 @@ def test_restarted_operator_finds_nothing_to_write(cluster: Cluster) -> None:
     cluster.start_operator()
     wait_for(lambda: converged_reconciles(cluster) >= 1, message="the first reconcile after the restart")
     assert cluster.operator_writes()[writes_before:] == []
+    assert cluster.operator is not None
+    assert cluster.operator.context.metrics.ready.labels(NS, "onload")._value.get() == 1
 
 
 def test_deletion_while_the_operator_is_down_is_finished_on_start(cluster: Cluster) -> None:
