@@ -36,6 +36,8 @@ class NodePlan:
     selected: int = 0
     module_ready: int = 0
     patches: list[NodeLabelPatch] = field(default_factory=list)
+    labelling: int = 0
+    """Selected nodes whose labels are still being set (cleanup of other nodes does not count)."""
 
 
 def plan_node_labels(
@@ -54,7 +56,7 @@ def plan_node_labels(
     onload_key, sfc_key, gate_key = names.node_label_keys(namespace, name)
     onload_ready = names.kmm_ready_label(namespace, names.module_name(name))
     sfc_ready = names.kmm_ready_label(namespace, names.sfc_module_name(name))
-    selected = module_ready = 0
+    selected = module_ready = labelling = 0
     patches = []
     for node, labels in sorted(nodes.items()):
         changes: dict[str, str | None] = {}
@@ -69,13 +71,14 @@ def plan_node_labels(
             module_ready += loaded
             if gate_key not in labels and loaded and labels.get(onload_key) == version:
                 changes[gate_key] = version
+            labelling += bool(changes)
         elif gate_key in labels:
             changes = {gate_key: None}
         elif device_plugin_nodes is not None and node not in device_plugin_nodes:
             changes = {key: None for key in (onload_key, sfc_key) if key in labels}
         if changes:
             patches.append(NodeLabelPatch(node, changes))
-    return NodePlan(selected, module_ready, patches)
+    return NodePlan(selected, module_ready, patches, labelling)
 
 
 def nodes_leaving(

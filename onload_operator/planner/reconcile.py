@@ -148,14 +148,38 @@ def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int 
         module_ready=nodes.module_ready,
         device_plugin_ready=int(ds_status.get("numberReady") or 0),
         children_present=not any(a.reason == MISSING for a in applies),
-        nodes_labelled=not nodes.patches,
+        nodes_labelled=not nodes.labelling,
         version=component.version if running or nodes.patches else None,
         upgrade_pending=upgrade_pending,
         outdated_device_plugin_pods=max(outdated, 0),
         errors=tuple(snapshot.recent_errors),
     )
     events = [EventSpec(NORMAL, _APPLY_EVENT_REASONS[a.reason], _apply_message(a)) for a in applies]
+    events += _node_events(namespace, name, component.version, nodes.patches)
     return Plan(observation, applies=applies, node_patches=nodes.patches, events=events)
+
+
+def _node_list(nodes: list[str], shown: int = 3) -> str:
+    more = f" and {len(nodes) - shown} more" if len(nodes) > shown else ""
+    return ", ".join(nodes[:shown]) + more
+
+
+def _node_events(namespace: str, name: str, version: str, patches: list[NodeLabelPatch]) -> list[EventSpec]:
+    """One Event per kind of node-label step in this reconcile, naming a few of the nodes."""
+    module_key = names.kmm_version_label(namespace, names.module_name(name))
+    gate_key = names.onload_label(namespace, name)
+    steps = (
+        ("LoadingModules", module_key, version, f"KMM loads Onload {version} on"),
+        ("StartingDevicePlugin", gate_key, version, "the module is loaded; the device plugin starts on"),
+        ("StoppingDevicePlugin", gate_key, None, "no longer selected; the device plugin stops on"),
+        ("UnloadingModules", module_key, None, "no device plugin left; KMM unloads Onload from"),
+    )
+    events = []
+    for reason, key, value, text in steps:
+        nodes = [p.node for p in patches if key in p.labels and p.labels[key] == value]
+        if nodes:
+            events.append(EventSpec(NORMAL, reason, f"{text} {len(nodes)} nodes: {_node_list(nodes)}"))
+    return events
 
 
 _APPLY_EVENT_REASONS = {MISSING: "Created", CHANGED: "Updated", DRIFTED: "DriftRepaired"}

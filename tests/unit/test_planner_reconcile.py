@@ -35,7 +35,8 @@ def test_first_plan_creates_children_and_version_labels_only() -> None:
     assert result.status is not None
     assert conditions(result.status)["Ready"] == ("False", "NodesNotReady")
     assert conditions(result.status)["Progressing"] == ("True", "RollingOut")
-    assert [e.reason for e in result.events] == ["NodesNotReady", "Created", "Created"]
+    assert [e.reason for e in result.events] == ["NodesNotReady", "Created", "Created", "LoadingModules"]
+    assert result.events[-1].message == "KMM loads Onload 8.1.2.26 on 3 nodes: worker-0, worker-1, worker-2"
 
 
 def test_gate_label_waits_for_kmm_to_report_the_module_loaded() -> None:
@@ -155,15 +156,21 @@ def test_version_change_before_any_node_runs_onload_is_taken_directly() -> None:
 def test_node_that_stops_matching_loses_the_plugin_before_the_modules() -> None:
     world = converge(World(cr_body(), worker_nodes(2)))
     del world.nodes["worker-1"]["node-role.kubernetes.io/worker"]
-    [patch] = world.plan().node_patches
+    result = world.plan()
+    [patch] = result.node_patches
     assert patch.node == "worker-1"
     assert dict(patch.labels) == {names.onload_label("ns", "onload"): None}
+    assert [(e.reason, e.message.endswith("1 nodes: worker-1")) for e in result.events] == [
+        ("StoppingDevicePlugin", True)
+    ]
     del world.nodes["worker-1"][names.onload_label("ns", "onload")]
     assert nodes_leaving("ns", "onload", SELECTOR, world.nodes) == ["worker-1"]
     assert world.plan().node_patches == []  # device-plugin pods unknown: keep the modules
     assert world.plan(device_plugin_nodes=frozenset({"worker-0", "worker-1"})).node_patches == []
-    [patch] = world.plan(device_plugin_nodes=frozenset({"worker-0"})).node_patches
+    result = world.plan(device_plugin_nodes=frozenset({"worker-0"}))
+    [patch] = result.node_patches
     assert dict(patch.labels) == {names.kmm_version_label("ns", "onload-module"): None}
+    assert [e.reason for e in result.events] == ["UnloadingModules"]
 
 
 def _refused(body: dict[str, object], reason: str, **kwargs: object) -> None:
