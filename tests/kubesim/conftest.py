@@ -13,7 +13,7 @@ import pytest
 from kubernetes import config
 
 from kubesim.simulator import Simulator
-from tests.kubesim.contract_support import REAL_CLUSTER_KUBECONFIG, Cluster
+from tests.kubesim.contract_support import REAL_CLUSTER_KUBECONFIG, WIDGET_CRD_NAME, Cluster
 
 
 @pytest.fixture
@@ -26,6 +26,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         finally:
             for name in real.namespaces:
                 real.core.delete_namespace(name)
+            if real.created_widget_crd:
+                real.http("DELETE", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{WIDGET_CRD_NAME}")
         return
     sim = Simulator(nodes=2, bookmark_interval=0.2).start()
     try:

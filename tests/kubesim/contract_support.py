@@ -76,6 +76,7 @@ WIDGET_CRD: dict[str, Any] = {
         ],
     },
 }
+WIDGET_CRD_NAME = WIDGET_CRD["metadata"]["name"]
 WIDGET_GROUP, WIDGET_VERSION, WIDGET_PLURAL = "contract.kubesim.test", "v1", "widgets"
 
 
@@ -86,6 +87,7 @@ class Cluster:
     api: client.ApiClient
     sim: Simulator | None
     namespaces: list[str] = field(default_factory=list)
+    created_widget_crd: bool = False
 
     # The API objects are typed Any: tests read optional model fields without a None check at every step.
     @property
@@ -170,6 +172,7 @@ class Cluster:
         """Create the Widget CRD (if absent) and wait until its resource is served."""
         try:
             self.extensions.create_custom_resource_definition(WIDGET_CRD)
+            self.created_widget_crd = True
         except client.ApiException as error:
             if error.status != 409:
                 raise
