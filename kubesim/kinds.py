@@ -36,6 +36,74 @@ def validate_name(kind: str, group: str, name: str) -> None:
         )
 
 
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_ANNOTATIONS_LIMIT = 256 * 1024
+
+
+def _key_problem(key: str) -> str | None:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return "prefix part must be a lowercase RFC 1123 subdomain"
+    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        return (
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+            "alphanumeric character, at most 63 characters"
+        )
+    return None
+
+
+def _metadata_causes(meta: JsonObject) -> list[Cause]:
+    causes: list[Cause] = []
+    for key, value in (meta.get("labels") or {}).items():
+        problem = _key_problem(key)
+        if problem:
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "message": f'Invalid value: "{key}": {problem}',
+                    "field": "metadata.labels",
+                }
+            )
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "message": f"Invalid value: {value!r}: a valid label must be an empty string or consist of "
+                    "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                    "character, at most 63 characters",
+                    "field": "metadata.labels",
+                }
+            )
+    annotations = meta.get("annotations") or {}
+    for key in annotations:
+        problem = _key_problem(key)
+        if problem:
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "message": f'Invalid value: "{key}": {problem}',
+                    "field": "metadata.annotations",
+                }
+            )
+    if sum(len(k) + len(str(v)) for k, v in annotations.items()) > _ANNOTATIONS_LIMIT:
+        causes.append(
+            {
+                "reason": "FieldValueTooLong",
+                "message": "Too long: must have at most 262144 bytes",
+                "field": "metadata.annotations",
+            }
+        )
+    return causes
+
+
+def validate_metadata(kind: str, group: str, obj: JsonObject) -> None:
+    """Label and annotation syntax, which the API server checks on every object."""
+    causes = _metadata_causes(obj.get("metadata") or {})
+    if causes:
+        raise invalid(kind, obj["metadata"].get("name", ""), group, causes)
+
+
 def _default_container(container: JsonObject) -> None:
     image = str(container.get("image", ""))
     latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")

@@ -422,6 +422,7 @@ class Store:
 
     def _apply_schema(self, resource_type: ResourceType, obj: JsonObject, old: JsonObject | None = None) -> None:
         """Prune, default and validate (OpenAPI and CEL rules) a custom resource, or check a built-in kind."""
+        kinds.validate_metadata(resource_type.kind, resource_type.group, obj)
         if resource_type.schema is not None:
             schema.prune(resource_type.schema, obj, root=True)
             schema.apply_defaults(resource_type.schema, obj)

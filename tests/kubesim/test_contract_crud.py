@@ -348,3 +348,30 @@ def test_service_keeps_its_cluster_ip(cluster: Cluster, namespace: str) -> None:
         content_type="application/merge-patch+json",
     )
     assert (status, body["reason"]) == (422, "Invalid")
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations"),
+    [
+        ({"app": "has space"}, {}),
+        ({"app": "x" * 64}, {}),
+        ({"Bad_Prefix.com/app": "x"}, {}),
+        ({"app": "-leading"}, {}),
+        ({}, {"bad key!": "x"}),
+    ],
+)
+def test_label_and_annotation_syntax_is_checked(
+    cluster: Cluster, namespace: str, labels: dict[str, str], annotations: dict[str, str]
+) -> None:
+    body = {"metadata": {"name": "labelled", "labels": labels, "annotations": annotations}}
+    status, answer = cluster.http("POST", f"/api/v1/namespaces/{namespace}/configmaps", body)
+    assert (status, answer["reason"]) == (422, "Invalid")
+    assert answer["details"]["causes"][0]["field"] in ("metadata.labels", "metadata.annotations")
+
+
+def test_valid_labels_are_accepted(cluster: Cluster, namespace: str) -> None:
+    labels = {"kmm.node.kubernetes.io/version-module.onload.onload": "8.1.2.26", "empty": "", "a_b-c.d": "x" * 63}
+    status, _ = cluster.http(
+        "POST", f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {"name": "ok", "labels": labels}}
+    )
+    assert status == 201
