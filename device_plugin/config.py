@@ -64,7 +64,7 @@ class PluginConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_pods: int = Field(default=100, ge=1, le=10000)
+    max_pods: int = Field(default=100, ge=0, le=10000)
     need_nic: GoBool = True
     set_preload: GoBool = True
     mount_onload: GoBool = False

@@ -6,21 +6,15 @@ import asyncio
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-# The suite imports test modules in importlib mode; the shared helpers of this directory are plain modules.
-sys.path.insert(0, str(Path(__file__).parent))
-
-from dp_helpers import FakeKubelet, HostTree, StartPlugin
-
 from device_plugin.metrics import PluginMetrics
 from device_plugin.server import DevicePluginService
+from tests.device_plugin.dp_helpers import FakeKubelet, HostTree, StartPlugin
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from typing import Any
 
 import grpc
 import pytest
-from dp_helpers import FakeKubelet, HostTree, StartPlugin, read_json, wait_for
 
 from device_plugin.allocation import CDI_SPEC_FILE, go_join
 from device_plugin.v1beta1 import api_pb2 as pb
 from device_plugin.v1beta1 import api_pb2_grpc as pb_grpc
+from tests.device_plugin.dp_helpers import FakeKubelet, HostTree, StartPlugin, read_json, wait_for
 
 
 async def _plugin_stub(kubelet: FakeKubelet, start_plugin: StartPlugin, **config: Any) -> pb_grpc.DevicePluginAsyncStub:

@@ -66,7 +66,7 @@ def test_non_go_booleans_are_rejected(text: str) -> None:
 @pytest.mark.parametrize(
     ("args", "env", "named"),
     [
-        (["-maxPods=0"], {}, "-maxPods"),
+        (["-maxPods=-1"], {}, "-maxPods"),
         (["-maxPods=ten"], {}, "-maxPods"),
         (["-setPreload=yes"], {}, "-setPreload"),
         (["-hostOnloadPath=opt/onload"], {}, "-hostOnloadPath"),

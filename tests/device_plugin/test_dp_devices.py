@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from dp_helpers import HostTree
 
 from device_plugin.devices import Nic, build_devices, discover_nics, preferred_allocation, read_nic
+from tests.device_plugin.dp_helpers import HostTree
 
 
 def test_nic_classification(host: HostTree) -> None:
@@ -80,3 +80,8 @@ def test_preferred_allocation(available: list[str], must: list[str], size: int, 
 
 def test_preferred_allocation_without_topology_keeps_kubelet_order() -> None:
     assert preferred_allocation(["sfc-2", "sfc-0", "sfc-1"], [], 2, {}) == ["sfc-2", "sfc-0"]
+
+
+def test_zero_devices_advertises_none() -> None:
+    """maxPodsPerNode: 0 (allowed by the CRD, as by the Go operator) advertises no device."""
+    assert build_devices(0, onload_loaded=True, nics=[], need_nic=False) == ()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from dp_helpers import FakeKubelet, HostTree, StartPlugin, touch, wait_for
+
+from tests.device_plugin.dp_helpers import FakeKubelet, HostTree, StartPlugin, touch, wait_for
 
 
 def _health(kubelet: FakeKubelet) -> set[str]:

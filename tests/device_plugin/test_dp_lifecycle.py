@@ -7,10 +7,9 @@ import contextlib
 import os
 from collections.abc import Callable
 
-from dp_helpers import FakeKubelet, HostTree, StartPlugin, exists, wait_for
-
 from device_plugin.metrics import PluginMetrics
 from device_plugin.server import RESOURCE_NAME, DevicePluginService, socket_identity
+from tests.device_plugin.dp_helpers import FakeKubelet, HostTree, StartPlugin, exists, wait_for
 
 
 async def test_registers_with_version_resource_and_endpoint(

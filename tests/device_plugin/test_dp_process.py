@@ -10,10 +10,9 @@ import subprocess
 import sys
 import urllib.request
 
-from dp_helpers import FakeKubelet, HostTree, exists, start_plugin_process, stop_process, wait_for
-
 from device_plugin.v1beta1 import api_pb2 as pb
 from device_plugin.v1beta1 import api_pb2_grpc as pb_grpc
+from tests.device_plugin.dp_helpers import FakeKubelet, HostTree, exists, start_plugin_process, stop_process, wait_for
 
 
 def _free_port() -> int:

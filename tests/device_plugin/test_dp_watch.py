@@ -6,9 +6,8 @@ import asyncio
 import os
 import shutil
 
-from dp_helpers import HostTree, touch
-
 from device_plugin.watch import DirectoryWatch
+from tests.device_plugin.dp_helpers import HostTree, touch
 
 
 async def test_wakes_for_watched_names_only(host: HostTree) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from dp_helpers import HostTree, wait_for
 from kubernetes import client as kube_client
 
 from device_plugin.config import load_worker_config
@@ -27,6 +26,7 @@ from device_plugin.cplane import (
     server_params,
 )
 from device_plugin.worker import find_container_id, run_worker
+from tests.device_plugin.dp_helpers import HostTree, wait_for
 
 ID = "0123456789abcdef" * 4
 OTHER = "fedcba9876543210" * 4

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-# The suite imports test modules in importlib mode; the shared helpers are imported as ``tests.<dir>.<module>``.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.integration.operator_harness import Cluster, simulated_cluster
 

@@ -1,20 +1,15 @@
 """Fixtures for the simulated-controller tests: a fake store (events delivered synchronously or on the next loop
 iteration) and controllers started against it with short delays."""
 
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-# The suite imports test modules in importlib mode; the shared helpers of this directory are plain modules.
-sys.path.insert(0, str(Path(__file__).parent))
-
-from sim_fake_store import FakeStore
-
 from kubesim.controllers import Controllers, ControllerSettings, start_controllers
 from kubesim.store import Store
+from tests.kubesim.controllers.sim_fake_store import FakeStore
 
 CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
 MODULE_CRD = Path(__file__).parents[3] / "kubesim" / "crds" / "kmm.sigs.x-k8s.io_modules.yaml"

@@ -3,10 +3,9 @@
 import re
 from typing import Any
 
-from sim_fake_store import FakeStore
-from sim_helpers import add_nodes, daemonset, wait_for
-
 from kubesim.controllers import Controllers
+from tests.kubesim.controllers.sim_fake_store import FakeStore
+from tests.kubesim.controllers.sim_helpers import add_nodes, daemonset, wait_for
 
 DS = "apps/v1/daemonsets"
 PODS = "v1/pods"

@@ -124,7 +124,9 @@ def test_pod_lifecycle_eviction_and_not_ready_node(cluster: Cluster) -> None:
     assert container.ready is True
 
     # NotReady node: the pod stays Running but is no longer Ready.
+    assert cluster.sim.controllers is not None
     kubelet = cluster.sim.controllers.kubelet
+    assert kubelet is not None
     cluster.sim.call(kubelet.set_node_ready, "infra-0", False)
     wait_for(
         lambda: [c.status for c in read("plain").status.conditions if c.type == "Ready"] == ["False"],
@@ -163,7 +165,9 @@ def test_kmm_module_over_http(cluster: Cluster) -> None:
     }
     created = cluster.custom.create_namespaced_custom_object("kmm.sigs.x-k8s.io", "v1beta1", ns, "modules", module)
     assert created["spec"]["moduleLoader"]["container"]["modprobe"]["dirName"] == "/opt"
+    assert cluster.sim.controllers is not None
     kmm = cluster.sim.controllers.kmm
+    assert kmm is not None
     cluster.sim.call(kmm.fail_node, "worker-2")
     for node in ("worker-0", "worker-1", "worker-2"):
         cluster.core.patch_node(node, {"metadata": {"labels": {VERSION.format(ns=ns): "1"}}})

@@ -4,12 +4,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from sim_fake_store import FakeStore
-from sim_helpers import add_nodes, module, wait_for
 
 from kubesim.controllers import Controllers, ControllerSettings, start_controllers
 from kubesim.controllers.kmm import container_image, kernel_mapping_for
 from kubesim.objectstore import WatchEvent
+from tests.kubesim.controllers.sim_fake_store import FakeStore
+from tests.kubesim.controllers.sim_helpers import add_nodes, module, wait_for
 
 MODULES = "kmm.sigs.x-k8s.io/v1beta1/modules"
 READY = "kmm.node.kubernetes.io/onload.onload-module.ready"

@@ -5,11 +5,11 @@ import re
 from typing import Any
 
 import pytest
-from sim_fake_store import FakeStore
-from sim_helpers import add_nodes, pod, wait_for
 
 from kubesim.controllers import Controllers
 from kubesim.errors import ApiError
+from tests.kubesim.controllers.sim_fake_store import FakeStore
+from tests.kubesim.controllers.sim_helpers import add_nodes, pod, wait_for
 
 PODS = "v1/pods"
 

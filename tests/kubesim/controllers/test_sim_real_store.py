@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 import yaml
-from sim_helpers import add_nodes, daemonset, module, pod, wait_for
 
 from kubesim.controllers import Controllers, ControllerSettings, start_controllers
 from kubesim.store import Store
+from tests.kubesim.controllers.sim_helpers import add_nodes, daemonset, module, pod, wait_for
 
 CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
 MODULES = "kmm.sigs.x-k8s.io/v1beta1/modules"

@@ -3,11 +3,10 @@
 import asyncio
 from typing import Any
 
-from sim_fake_store import FakeStore
-from sim_helpers import wait_for
-
 from kubesim.controllers.runtime import DelayQueue, ResourceCache, WorkQueue
 from kubesim.errors import ApiError
+from tests.kubesim.controllers.sim_fake_store import FakeStore
+from tests.kubesim.controllers.sim_helpers import wait_for
 
 
 def pod(name: str, rv: str, node: str | None = None, uid: str = "u1") -> dict[str, Any]:

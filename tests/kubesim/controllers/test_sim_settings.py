@@ -5,10 +5,10 @@ from pathlib import Path
 import pydantic
 import pytest
 import yaml
-from sim_fake_store import FakeStore
-from sim_helpers import add_nodes, daemonset, pod, wait_for
 
 from kubesim.controllers import ControllerSettings, start_controllers
+from tests.kubesim.controllers.sim_fake_store import FakeStore
+from tests.kubesim.controllers.sim_helpers import add_nodes, daemonset, pod, wait_for
 
 CRD_FILE = Path(__file__).parents[3] / "kubesim" / "crds" / "kmm.sigs.x-k8s.io_modules.yaml"
 
