@@ -21,6 +21,9 @@ PLUGIN_SOCKET = f"{KUBELET_SOCKET_DIR}/onload.sock"
 """Socket the device plugin serves (its default ``-socketName``); its presence makes the plugin container ready."""
 PLUGIN_METRICS_PORT = 9120
 """The device plugin's default ``-metricsPort``; its HTTP server answers the liveness probe."""
+HOST_DEV = "/host/dev"
+"""Where both containers see the host's /dev: a privileged container's own /dev is a copy taken when it starts,
+so it would never show the Onload device nodes that the module creates later."""
 WORKER_DIR = "/mnt/onload"
 CP_SERVER_PATH = f"{WORKER_DIR}/sbin/onload_cp_server"
 DEFAULT_CP_SERVER_PARAMS = "-K"
@@ -67,6 +70,10 @@ def _pull_policy(container: Manifest, policy: str | None) -> Manifest:
     return container
 
 
+def _host_dev_mount() -> Manifest:
+    return {"name": "host-dev", "mountPath": HOST_DEV, "readOnly": True}
+
+
 def _init_container(onload: Onload) -> Manifest:
     return _pull_policy(
         {
@@ -90,7 +97,7 @@ def _device_plugin_container(onload: Onload, image: str) -> Manifest:
         {
             "name": "device-plugin",
             "image": image,
-            "args": device_plugin_args(onload),
+            "args": [*device_plugin_args(onload), f"-devRoot={HOST_DEV}"],
             "securityContext": {"privileged": True},
             "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             "readinessProbe": {"exec": {"command": ["test", "-S", PLUGIN_SOCKET]}, "periodSeconds": 10},
@@ -113,6 +120,7 @@ def _device_plugin_container(onload: Onload, image: str) -> Manifest:
             "volumeMounts": [
                 {"name": "kubelet-socket", "mountPath": KUBELET_SOCKET_DIR},
                 {"name": "host-onload", "mountPath": host_path},
+                _host_dev_mount(),
             ],
         },
         onload.spec.device_plugin.image_pull_policy,
@@ -128,6 +136,7 @@ def _worker_container(onload: Onload, image: str) -> Manifest:
             "name": "onload-worker",
             "image": image,
             "command": ["onload-worker"],
+            "args": [f"-devRoot={HOST_DEV}"],
             "env": [
                 {"name": "POD_NAME", "valueFrom": field("metadata.name")},
                 {"name": "POD_NAMESPACE", "valueFrom": field("metadata.namespace")},
@@ -139,8 +148,8 @@ def _worker_container(onload: Onload, image: str) -> Manifest:
             # No memory limit: the worker hosts onload_cp_server, whose footprint grows with the Onload stacks.
             "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
             # Ready once the onload module has created its device node.
-            "readinessProbe": {"exec": {"command": ["test", "-c", "/dev/onload"]}, "periodSeconds": 10},
-            "volumeMounts": [{"name": "worker-volume", "mountPath": WORKER_DIR}],
+            "readinessProbe": {"exec": {"command": ["test", "-c", f"{HOST_DEV}/onload"]}, "periodSeconds": 10},
+            "volumeMounts": [{"name": "worker-volume", "mountPath": WORKER_DIR}, _host_dev_mount()],
         },
         onload.spec.device_plugin.image_pull_policy,
     )
@@ -182,6 +191,7 @@ def device_plugin_daemonset(onload: Onload, image: str) -> Manifest:
                 "hostPath": {"path": spec.device_plugin.host_onload_path, "type": "DirectoryOrCreate"},
             },
             {"name": "worker-volume", "emptyDir": {"sizeLimit": WORKER_VOLUME_SIZE}},
+            {"name": "host-dev", "hostPath": {"path": "/dev", "type": "Directory"}},
         ],
     }
     if spec.image_pull_secrets:

@@ -79,7 +79,7 @@ def test_daemonset_keeps_the_go_shape() -> None:
     assert term == {"matchExpressions": [{"key": "onload.amd.com/ns.onload", "operator": "Exists"}]}
     assert [c["name"] for c in pod["initContainers"]] == ["init"]
     assert [c["name"] for c in pod["containers"]] == ["device-plugin", "onload-worker"]
-    assert {v["name"] for v in pod["volumes"]} == {"kubelet-socket", "host-onload", "worker-volume"}
+    assert {v["name"] for v in pod["volumes"]} >= {"kubelet-socket", "host-onload", "worker-volume"}
     assert pod["initContainers"][0]["image"] == "onload-user:8.1.2.26"
     assert pod["containers"][0]["image"] == IMAGE
     assert pod["containers"][1]["image"] == IMAGE
@@ -98,6 +98,15 @@ def test_daemonset_closes_the_go_gaps() -> None:
     assert "readinessProbe" in pod["containers"][0]
     assert "livenessProbe" in pod["containers"][0]
     assert "readinessProbe" in pod["containers"][1]
+
+
+def test_both_containers_watch_the_host_dev() -> None:
+    """A privileged container's /dev is a snapshot; the plugin and worker must see /dev/onload appear later."""
+    pod = device_plugin_daemonset(onload(), IMAGE)["spec"]["template"]["spec"]
+    assert {"name": "host-dev", "hostPath": {"path": "/dev", "type": "Directory"}} in pod["volumes"]
+    for container in pod["containers"]:
+        assert {"name": "host-dev", "mountPath": "/host/dev", "readOnly": True} in container["volumeMounts"]
+        assert container["args"][-1] == "-devRoot=/host/dev"
 
 
 @pytest.mark.parametrize(
