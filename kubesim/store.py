@@ -346,10 +346,15 @@ class Store:
             bucket.objects.setdefault(ns, {})[name] = obj
             self._uids[meta["uid"]] = (resource_type.key, ns, name)
         self._index_owners(resource_type, previous, None if event_type == "DELETED" else obj)
+        added_owners = event_type != "DELETED" and bool(
+            _owner_uids(obj) - (_owner_uids(previous) if previous else set())
+        )
         bucket.history.append((self._rv, event_type, obj))
         while len(bucket.history) > self.history_limit:
             bucket.compacted_below = bucket.history.popleft()[0]
         self._notify(resource_type.storage, event_type, obj)
+        if added_owners:
+            self._schedule_owner_check(resource_type, ns, name)
         return obj
 
     def _index_owners(self, resource_type: ResourceType, old: JsonObject | None, new: JsonObject | None) -> None:
@@ -895,22 +900,40 @@ class Store:
         found = self.get_raw(resource_type, ns or None, name)
         return None if found is None else (resource_type, found)
 
+    def _owner_alive(self, reference: JsonObject, namespace: str) -> bool:
+        """Whether a reference resolves to an existing owner the dependent may have: a cluster-scoped one, or one
+        in the dependent's own namespace (cross-namespace references never resolve)."""
+        location = self._uids.get(reference.get("uid", ""))
+        return location is not None and location[1] in ("", namespace)
+
     def _collect_garbage(self, owner_uid: str) -> None:
-        """Delete dependents left without any existing owner; drop dangling references from the others."""
+        """Check the dependents of a removed owner."""
         for key, ns, name in sorted(self._dependents.pop(owner_uid, set())):
-            resource_type = self._types.get(key)
-            dependent = self.get_raw(resource_type, ns or None, name) if resource_type else None
-            if resource_type is None or dependent is None:
-                continue
-            references = dependent["metadata"].get("ownerReferences") or []
-            alive = [ref for ref in references if ref.get("uid") in self._uids]
-            if not alive:
-                if "deletionTimestamp" not in dependent["metadata"]:
-                    self.delete_raw(resource_type, ns or None, name, DeleteOptions(propagation="Background"))
-            elif len(alive) != len(references):
-                new = copy_object(dependent)
-                new["metadata"]["ownerReferences"] = alive
-                self._commit(resource_type, new, "MODIFIED")
+            self._check_owners(key, ns, name)
+
+    def _check_owners(self, key: str, namespace: str, name: str) -> None:
+        """Delete a dependent left without any existing owner; drop its dangling references otherwise."""
+        resource_type = self._types.get(key)
+        dependent = self.get_raw(resource_type, namespace or None, name) if resource_type else None
+        if resource_type is None or dependent is None or "deletionTimestamp" in dependent["metadata"]:
+            return
+        references = dependent["metadata"].get("ownerReferences") or []
+        alive = [ref for ref in references if self._owner_alive(ref, namespace)]
+        if not alive:
+            self.delete_raw(resource_type, namespace or None, name, DeleteOptions(propagation="Background"))
+        elif len(alive) != len(references):
+            new = copy_object(dependent)
+            new["metadata"]["ownerReferences"] = alive
+            self._commit(resource_type, new, "MODIFIED")
+
+    def _schedule_owner_check(self, resource_type: ResourceType, namespace: str, name: str) -> None:
+        """The garbage collector looks at new owner references shortly after they are written."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._check_owners(resource_type.key, namespace, name)
+        else:
+            loop.call_soon(self._check_owners, resource_type.key, namespace, name)
 
     def _delete_dependents(self, owner_uid: str) -> None:
         for key, ns, name in sorted(self._dependents.get(owner_uid, set())):

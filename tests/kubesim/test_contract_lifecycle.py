@@ -144,3 +144,17 @@ def test_daemonset_deletion_collects_its_pods(cluster: Cluster, namespace: str) 
         return False
 
     wait_for(pod_gone, timeout=60)
+
+
+def test_a_dependent_of_a_missing_owner_is_collected(cluster: Cluster, namespace: str) -> None:
+    ghost = {"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "00000000-0000-0000-0000-000000000000"}
+    cluster.core.create_namespaced_config_map(namespace, {"metadata": {"name": "haunted", "ownerReferences": [ghost]}})
+    wait_for(lambda: not _exists(cluster, namespace, "haunted"), timeout=60)
+
+
+def test_a_cross_namespace_owner_does_not_count(cluster: Cluster, namespace: str) -> None:
+    elsewhere = cluster.namespace()
+    owner = cluster.core.create_namespaced_config_map(elsewhere, {"metadata": {"name": "far-owner"}})
+    cluster.core.create_namespaced_config_map(namespace, _owned("far-child", [owner]))
+    wait_for(lambda: not _exists(cluster, namespace, "far-child"), timeout=60)
+    assert cluster.core.read_namespaced_config_map("far-owner", elsewhere).metadata.uid == owner.metadata.uid

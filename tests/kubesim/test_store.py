@@ -249,3 +249,24 @@ def test_list_selectors_and_cluster_wide(store: Store) -> None:
     assert [o["metadata"]["name"] for o in store.list(CONFIGMAPS, "default", field_selector="metadata.name!=a")] == [
         "c"
     ]
+
+
+def test_dangling_owner_references_without_a_loop(store: Store) -> None:
+    events: list[tuple[str, str]] = []
+    store.subscribe(CONFIGMAPS, lambda e: events.append((e["type"], e["object"]["metadata"]["name"])))
+    owner = store.create(CONFIGMAPS, _cm("owner"))
+    reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
+    ghost = {**reference, "name": "ghost", "uid": "missing"}
+    store.create(CONFIGMAPS, _cm("orphan", ownerReferences=[ghost]))
+    store.create(CONFIGMAPS, _cm("half", ownerReferences=[reference, ghost]))
+    assert store.get(CONFIGMAPS, "default", "orphan") is None
+    half = store.get(CONFIGMAPS, "default", "half")
+    assert half is not None
+    assert half["metadata"]["ownerReferences"] == [reference]
+    assert events == [
+        ("ADDED", "owner"),
+        ("ADDED", "orphan"),
+        ("DELETED", "orphan"),
+        ("ADDED", "half"),
+        ("MODIFIED", "half"),
+    ]
