@@ -126,7 +126,12 @@ class _Validator:
             return False
         if schema.get("x-kubernetes-int-or-string"):
             if not (isinstance(value, str) or _type_matches("integer", value)):
-                self.invalid(path, value, f"{path} in body must be of type int-or-string")
+                self.fail(
+                    path,
+                    "FieldValueTypeInvalid",
+                    f"Invalid value: {_render(value)}: {path} in body must be of type integer,string: "
+                    f'"{type(value).__name__}"',
+                )
                 return False
             return True
         expected = schema.get("type")

@@ -57,7 +57,7 @@ def test_unknown_fields_are_pruned_unless_preserved(cluster: Cluster, widgets: s
         ({"size": 1, "mode": "warp"}, "spec.mode", "FieldValueNotSupported"),
         ({"size": 1, "ports": [{"port": 1}, {"port": 2}, {"port": 3}]}, "spec.ports", "FieldValueTooMany"),
         ({"size": 1, "ports": [{"port": "http"}]}, "spec.ports[0].port", "FieldValueTypeInvalid"),
-        ({"size": 1, "target": True}, "spec.target", "FieldValueInvalid"),
+        ({"size": 1, "target": True}, "spec.target", "FieldValueTypeInvalid"),
     ],
 )
 def test_schema_violations_are_422_naming_the_field(
