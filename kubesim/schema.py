@@ -103,6 +103,20 @@ def _type_matches(expected: str, value: Any) -> bool:
     return True
 
 
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
 @lru_cache(maxsize=512)
 def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
@@ -129,8 +143,8 @@ class _Validator:
                 self.fail(
                     path,
                     "FieldValueTypeInvalid",
-                    f"Invalid value: {_render(value)}: {path} in body must be of type integer,string: "
-                    f'"{type(value).__name__}"',
+                    f'Invalid value: "{_json_type(value)}": {path} in body must be of type integer,string: '
+                    f'"{_json_type(value)}"',
                 )
                 return False
             return True
@@ -139,7 +153,8 @@ class _Validator:
             self.fail(
                 path,
                 "FieldValueTypeInvalid",
-                f'Invalid value: {_render(value)}: {path} in body must be of type {expected}: "{type(value).__name__}"',
+                f'Invalid value: "{_json_type(value)}": {path} in body must be of type {expected}: '
+                f'"{_json_type(value)}"',
             )
             return False
         return True
