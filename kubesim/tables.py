@@ -42,7 +42,9 @@ def human_duration(seconds: float) -> str:
 def age(timestamp: str | None) -> str:
     if not timestamp:
         return "<unknown>"
-    created = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    # Any RFC 3339 form: clients send "+00:00" offsets and fractional seconds as well as "Z".
+    parsed = datetime.fromisoformat(timestamp)
+    created = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
     return human_duration(time.time() - created)
 
 

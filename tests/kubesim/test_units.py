@@ -289,3 +289,12 @@ def test_a_repeated_apply_keeps_its_timestamp() -> None:
     )
     assert changed["metadata"]["managedFields"][0]["time"] == "2026-01-02T00:00:00Z"
     assert changed["data"] == {"b": "2"}
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["2026-11-23T13:38:46Z", "2026-11-23T13:38:46+00:00", "2026-11-23T13:38:46.123456Z", "2026-11-23T14:38:46+01:00"],
+)
+def test_table_age_reads_every_rfc3339_form(timestamp: str) -> None:
+    """Clients (kopf's Events among them) send offsets and fractions; a table row must not fail on them."""
+    assert tables.age(timestamp) not in ("", "<unknown>")
