@@ -85,6 +85,18 @@ def _selected(snapshot: Snapshot, selector: Mapping[str, str]) -> int:
     return sum(selector_matches(selector, labels) for labels in snapshot.nodes.values())
 
 
+def _module_ready_nodes(snapshot: Snapshot, namespace: str, name: str) -> int:
+    """Nodes where KMM reports the onload module loaded: what keeps running while a spec is refused."""
+    ready = names.kmm_ready_label(namespace, names.module_name(name))
+    return sum(ready in labels for labels in snapshot.nodes.values())
+
+
+def _device_plugin_status(snapshot: Snapshot, name: str) -> Mapping[str, Any]:
+    daemonset = snapshot.children.get(("DaemonSet", names.device_plugin_name(name))) or {}
+    status: Mapping[str, Any] = daemonset.get("status") or {}
+    return status
+
+
 def _me(onload: Onload, body: Mapping[str, Any]) -> OnloadEntry:
     return OnloadEntry(
         onload.metadata.namespace,
@@ -107,7 +119,13 @@ def plan(snapshot: Snapshot, device_plugin_image: str, now: str) -> Plan:
             problems.append(conflict)
     if onload is None or problems:
         selector = onload.spec.selector if onload is not None else {}
-        observation = Observation(generation, problems=problems, selected=_selected(snapshot, selector))
+        observation = Observation(
+            generation,
+            problems=problems,
+            selected=_selected(snapshot, selector),
+            module_ready=_module_ready_nodes(snapshot, str(metadata.get("namespace") or ""), str(metadata["name"])),
+            device_plugin_ready=int(_device_plugin_status(snapshot, str(metadata["name"])).get("numberReady") or 0),
+        )
         result = Plan(observation)
     else:
         result = _plan_valid(onload, snapshot, device_plugin_image, generation)
@@ -139,8 +157,7 @@ def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int 
         snapshot.nodes,
         snapshot.device_plugin_nodes,
     )
-    daemonset = snapshot.children.get(("DaemonSet", names.device_plugin_name(name))) or {}
-    ds_status = daemonset.get("status") or {}
+    ds_status = _device_plugin_status(snapshot, name)
     outdated = int(ds_status.get("desiredNumberScheduled") or 0) - int(ds_status.get("updatedNumberScheduled") or 0)
     observation = Observation(
         generation,

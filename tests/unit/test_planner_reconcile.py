@@ -202,6 +202,10 @@ def test_bad_input_on_a_running_cr_keeps_its_children_and_labels() -> None:
     result = world.plan()
     assert result.applies == []
     assert result.node_patches == []
+    # The status still tells what keeps running while the spec is refused.
+    assert result.status is not None
+    assert result.status["nodes"]["moduleReady"] == 2
+    assert result.status["nodes"]["devicePluginReady"] == 2
     fixed = converge(World(cr_body(), world.nodes, world.children))
     assert conditions(fixed.body["status"])["Ready"] == ("True", "AllNodesReady")
 
