@@ -23,6 +23,7 @@ from kubesim.simulator import Simulator
 from onload_operator.config import OperatorConfig
 from onload_operator.render import names
 from onload_operator.runtime import OperatorThread
+from tests.unit.onload_samples import cr_body
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
@@ -192,24 +193,9 @@ def condition_of(body: dict[str, Any], type_: str) -> dict[str, Any]:
 
 
 def onload_body(name: str = "onload", namespace: str = "onload", **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Onload",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "selector": {"node-role.kubernetes.io/worker": ""},
-            "serviceAccountName": "onload-sa",
-            "onload": {
-                "version": "8.1.2.26",
-                "userImage": "onload-user:8.1.2.26",
-                "kernelMappings": [
-                    {"regexp": r"^.*\.x86_64$", "kernelModuleImage": "onload-module:${KERNEL_FULL_VERSION}"}
-                ],
-            },
-            "devicePlugin": {},
-        },
-    }
-    body["spec"].update(spec)
+    """An Onload CR to create: the unit tests' sample without the fields the API server assigns."""
+    body = cr_body(name, namespace, **spec)
+    body["metadata"] = {"name": name, "namespace": namespace}
     return body
 
 

@@ -16,20 +16,9 @@ from typing import Any
 
 from kubesim.errors import already_exists, conflict, not_found
 from kubesim.objectstore import JsonObject, WatchEvent
+from kubesim.patch import merge_patch
 
 Key = tuple[str, str]
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def _matches_label_selector(selector: str | None, labels: dict[str, str]) -> bool:
