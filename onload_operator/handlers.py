@@ -224,7 +224,13 @@ async def node_changed(
     for key in crs_to_wake(current, {key: entry.selector for key, entry in entries.items()}):
         context.wake(key)
     existing = set(entries)
-    orphans = orphaned_gate_labels(current, existing) if type != "DELETED" else []
+    served = context.config.namespaces
+    orphans = [
+        (namespace, cr)
+        for namespace, cr in (orphaned_gate_labels(current, existing) if type != "DELETED" else [])
+        # An operator limited to some namespaces cannot know the CRs of the others: their labels are not orphans.
+        if not served or namespace in served
+    ]
     if orphans:
         # Labels of CRs deleted while no operator with a finalizer was running.
         patches = [p for namespace, cr in orphans for p in removal_patches(namespace, cr, {name: current})]

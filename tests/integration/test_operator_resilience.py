@@ -103,10 +103,18 @@ def test_missing_kmm_is_reported_as_degraded(tmp_path: Path) -> None:
 def test_operator_limited_to_namespaces_leaves_the_others_alone(tmp_path: Path) -> None:
     with simulated_cluster(tmp_path) as cluster:
         cluster.core.create_namespace({"metadata": {"name": "elsewhere"}})
+        # Onload of a CR in a namespace this operator does not serve, running on worker-2.
+        foreign = {
+            names.onload_label("elsewhere", "outside"): "8.1.2.26",
+            names.kmm_version_label("elsewhere", names.module_name("outside")): "8.1.2.26",
+        }
+        cluster.core.patch_node("worker-2", {"metadata": {"labels": foreign}})
         cluster.start_operator(namespaces=(NS,))
         cluster.create_onload(onload_body(name="outside", namespace="elsewhere", selector={"pool": "none"}))
         cluster.create_onload(onload_body())
         cluster.wait_ready(NS, "onload")
+        labels = cluster.core.read_node("worker-2").metadata.labels
+        assert foreign.items() <= labels.items()
         outside = cluster.onload("elsewhere", "outside")
         assert "status" not in outside
         assert names.FINALIZER not in (outside["metadata"].get("finalizers") or [])
