@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable
 from typing import Any
 
 from kubesim.errors import ApiError, invalid
 from kubesim.selectors import label_selector_matcher
+from kubesim.syntax import DNS_LABEL, DNS_SUBDOMAIN, label_key_problem, label_value_problem
 
 JsonObject = dict[str, Any]
 Cause = dict[str, str]
 
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_LABEL_KINDS = frozenset({"Namespace", "Service"})
 
 
 def validate_name(kind: str, group: str, name: str) -> None:
-    pattern, limit = (_DNS_LABEL, 63) if kind in _DNS_LABEL_KINDS else (_DNS_SUBDOMAIN, 253)
+    pattern, limit = (DNS_LABEL, 63) if kind in _DNS_LABEL_KINDS else (DNS_SUBDOMAIN, 253)
     if len(name) > limit or not pattern.match(name):
         raise invalid(
             kind,
@@ -36,27 +34,13 @@ def validate_name(kind: str, group: str, name: str) -> None:
         )
 
 
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _ANNOTATIONS_LIMIT = 256 * 1024
-
-
-def _key_problem(key: str) -> str | None:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        return "prefix part must be a lowercase RFC 1123 subdomain"
-    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
-        return (
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-            "alphanumeric character, at most 63 characters"
-        )
-    return None
 
 
 def _metadata_causes(meta: JsonObject) -> list[Cause]:
     causes: list[Cause] = []
     for key, value in (meta.get("labels") or {}).items():
-        problem = _key_problem(key)
+        problem = label_key_problem(key)
         if problem:
             causes.append(
                 {
@@ -65,19 +49,18 @@ def _metadata_causes(meta: JsonObject) -> list[Cause]:
                     "field": "metadata.labels",
                 }
             )
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        value_problem = label_value_problem(value) if isinstance(value, str) else "a label value must be a string"
+        if value_problem:
             causes.append(
                 {
                     "reason": "FieldValueInvalid",
-                    "message": f"Invalid value: {value!r}: a valid label must be an empty string or consist of "
-                    "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
-                    "character, at most 63 characters",
+                    "message": f"Invalid value: {value!r}: {value_problem}",
                     "field": "metadata.labels",
                 }
             )
     annotations = meta.get("annotations") or {}
     for key in annotations:
-        problem = _key_problem(key)
+        problem = label_key_problem(key)
         if problem:
             causes.append(
                 {

@@ -30,6 +30,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from kubesim.syntax import DNS_SUBDOMAIN, LABEL_NAME, label_key_problem, label_value_problem
+
 JsonObject = dict[str, Any]
 
 DEFAULT_KERNEL = "5.14.0-284.30.1.el9_2.x86_64"
@@ -42,9 +44,6 @@ _FIELDS = ("kernel", "labels", "taints", "capacity")
 _FLAGS = ("unschedulable", "notready")
 _FIELD_START = re.compile(r":\s*(?=(?:" + "|".join(_FIELDS) + r")\s*=|(?:" + "|".join(_FLAGS) + r")\s*(?::|$))")
 _RANGE = re.compile(r"^(?P<prefix>[^\[\]]*)\[(?P<first>\d+)-(?P<last>\d+)\](?P<suffix>[^\[\]]*)$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _KERNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$")
 
@@ -146,7 +145,7 @@ def _expand_names(names: str) -> list[str]:
         width = len(first) if first.startswith("0") and len(first) > 1 else 0
         candidates = [f"{match['prefix']}{n:0{width}d}{match['suffix']}" for n in range(low, high + 1)]
     for name in candidates:
-        if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        if len(name) > 253 or not DNS_SUBDOMAIN.match(name):
             raise NodeSpecError(f"{name!r} is not a valid node name (lowercase DNS subdomain)")
     return candidates
 
@@ -159,16 +158,12 @@ def _split_list(value: str, group: str, what: str) -> list[str]:
 
 
 def _check_label_key(key: str, group: str) -> None:
-    prefix, slash, name = key.rpartition("/")
-    valid = bool(_LABEL_NAME.match(name)) and len(name) <= 63
-    if slash:
-        valid = valid and bool(_DNS_SUBDOMAIN.match(prefix)) and len(prefix) <= 253
-    if not valid:
+    if label_key_problem(key):
         raise NodeSpecError(f"{group!r}: invalid label or taint key {key!r}")
 
 
 def _check_label_value(value: str, key: str, group: str) -> None:
-    if len(value) > 63 or not _LABEL_VALUE.match(value):
+    if label_value_problem(value):
         raise NodeSpecError(f"{group!r}: invalid value {value!r} for {key!r}")
 
 
@@ -204,7 +199,7 @@ def _parse_capacity(value: str, group: str) -> dict[str, str]:
         name, _, quantity = item.partition("=")
         if "/" in name:
             _check_label_key(name, group)
-        elif not _LABEL_NAME.match(name):
+        elif not LABEL_NAME.match(name):
             raise NodeSpecError(f"{group!r}: invalid resource name {name!r}")
         if not _QUANTITY.match(quantity):
             raise NodeSpecError(f"{group!r}: invalid quantity {quantity!r} for {name!r}")

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubesim.errors import bad_request
+from kubesim.syntax import label_key_problem
 
 JsonObject = dict[str, Any]
 LabelPredicate = Callable[[Mapping[str, str]], bool]
@@ -35,10 +36,17 @@ def _split_top_level(text: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
+def _check_key(key: str) -> None:
+    problem = label_key_problem(key)
+    if problem:
+        raise bad_request(f"unable to parse requirement: invalid label key {key!r}: {problem}")
+
+
 def _requirement(term: str) -> LabelPredicate:
     equality = _EQUALITY_REQUIREMENT.match(term)
     if equality:
         key, op, value = equality.groups()
+        _check_key(key)
         if op == "!=":
             return lambda labels: labels.get(key) != value
         return lambda labels: labels.get(key) == value
@@ -46,6 +54,7 @@ def _requirement(term: str) -> LabelPredicate:
     if not match:
         raise bad_request(f"unable to parse requirement: {term.strip()!r}")
     negated, key, op, values_text = match.groups()
+    _check_key(key)
     if op is None:
         if negated:
             return lambda labels: key not in labels

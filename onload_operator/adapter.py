@@ -36,6 +36,8 @@ T = TypeVar("T")
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 NODE_PATCH_WORKERS = 8
+MAX_LABEL_NAME_LENGTH = 63
+"""The longest name part of a label key."""
 MODULES = "modules"
 
 
@@ -289,6 +291,9 @@ class KubernetesAdapter:
         """Fresh labels of the nodes carrying any of ``keys`` (a watch cache may lag behind the last patches)."""
         found: dict[str, dict[str, str]] = {}
         for key in keys:
+            if len(key.rpartition("/")[2]) > MAX_LABEL_NAME_LENGTH:
+                # No node can carry it (a CR refused as NameTooLong), and the API server refuses it as a selector.
+                continue
             response: Any = self.core.list_node(label_selector=key, _preload_content=False)
             for node in _json(response).get("items") or []:
                 found[node["metadata"]["name"]] = dict(node["metadata"].get("labels") or {})

@@ -118,3 +118,13 @@ def test_operator_limited_to_namespaces_leaves_the_others_alone(tmp_path: Path) 
         outside = cluster.onload("elsewhere", "outside")
         assert "status" not in outside
         assert names.FINALIZER not in (outside["metadata"].get("finalizers") or [])
+
+
+def test_refused_cr_with_a_very_long_name_can_be_deleted(cluster: Cluster) -> None:
+    """Its node-label keys are too long to be labels, so they must not be sent as label selectors (400)."""
+    namespace = "a-namespace-whose-name-is-long"  # 30 characters, + 16 = 46: keys over 63 characters
+    cluster.core.create_namespace({"metadata": {"name": namespace}})
+    cluster.create_onload(onload_body(name="onload-with-name", namespace=namespace))
+    cluster.wait_reason(namespace, "onload-with-name", "NameTooLong")
+    cluster.delete_onload(namespace, "onload-with-name")
+    wait_for(lambda: not cluster.onload_exists(namespace, "onload-with-name"), message="the refused CR deleted")

@@ -298,3 +298,17 @@ def test_a_repeated_apply_keeps_its_timestamp() -> None:
 def test_table_age_reads_every_rfc3339_form(timestamp: str) -> None:
     """Clients (kopf's Events among them) send offsets and fractions; a table row must not fail on them."""
     assert tables.age(timestamp) not in ("", "<unknown>")
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        "kmm.node.kubernetes.io/version-module." + "x" * 60,  # name part over 63 characters
+        "Bad_Prefix.io/name=value",
+        "app in (a,b),-dash-start",
+    ],
+)
+def test_label_selector_with_an_invalid_key_is_a_bad_request(selector: str) -> None:
+    with pytest.raises(ApiError) as raised:
+        parse_label_selector(selector)
+    assert raised.value.code == 400
