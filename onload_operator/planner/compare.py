@@ -14,9 +14,11 @@ DRIFTED = "drifted"
 def contains(live: Any, desired: Any) -> bool:
     """Whether ``live`` holds everything ``desired`` sets.
 
-    Mappings: every desired key with a contained value. Lists: the desired items appear in order (extra live
-    items, e.g. added by other field managers to a granular list, are tolerated: apply would not remove them).
-    Scalars: equality. Server defaults added to live objects are tolerated.
+    Mappings: every desired key with a contained value. Lists keyed by ``name`` (containers, env, volumes, ...):
+    the desired items appear in order, and extra live items, added by other field managers, are tolerated since
+    apply would not remove them. Other lists (args, command, tolerations, ...) are atomic: apply replaces them
+    whole, so they must hold exactly the desired items. Scalars: equality. Server defaults added to live objects
+    are tolerated.
     """
     if isinstance(desired, dict):
         return isinstance(live, dict) and all(
@@ -25,6 +27,8 @@ def contains(live: Any, desired: Any) -> bool:
     if isinstance(desired, list):
         if not isinstance(live, list):
             return False
+        if not _keyed_by_name(desired):
+            return len(live) == len(desired) and all(map(contains, live, desired))
         position = 0
         for item in desired:
             while position < len(live) and not contains(live[position], item):
@@ -34,6 +38,10 @@ def contains(live: Any, desired: Any) -> bool:
             position += 1
         return True
     return bool(live == desired)
+
+
+def _keyed_by_name(items: list[Any]) -> bool:
+    return bool(items) and all(isinstance(item, dict) and "name" in item for item in items)
 
 
 def apply_reason(desired: dict[str, Any], live: dict[str, Any] | None) -> str | None:

@@ -76,6 +76,21 @@ def test_contains_tolerates_defaults_and_extra_list_items_but_not_changes() -> N
     assert not contains({"a": {"b": [{"name": "x", "v": 1}]}, "c": "d"}, desired)
 
 
+def test_contains_wants_atomic_lists_exactly() -> None:
+    """args, command and tolerations are replaced whole by an apply: an item added to them is drift."""
+    desired = {"args": ["-maxPods=100", "-setPreload=true"], "tolerations": [{"key": "k", "operator": "Exists"}]}
+    assert contains(
+        {"args": ["-maxPods=100", "-setPreload=true"], "tolerations": [{"key": "k", "operator": "Exists"}]}, desired
+    )
+    assert not contains(
+        {"args": ["-maxPods=100", "-setPreload=true", "-maxPods=1"], "tolerations": desired["tolerations"]}, desired
+    )
+    assert not contains(
+        {"args": desired["args"], "tolerations": [*desired["tolerations"], {"operator": "Exists"}]}, desired
+    )
+    assert not contains({"args": ["-maxPods=100"], "tolerations": desired["tolerations"]}, desired)
+
+
 def test_apply_reason() -> None:
     desired = {"metadata": {"annotations": {names.APPLIED_HASH_ANNOTATION: "h1"}}, "spec": {"x": 1}}
     assert apply_reason(desired, None) == MISSING
