@@ -70,8 +70,10 @@ class PluginConfig(BaseModel):
     mount_onload: GoBool = False
     host_onload_path: AbsolutePath = "/opt/onload"
     base_mount_path: AbsolutePath = "/opt/onload"
-    bin_mount_path: str = Field(default="/usr/bin", min_length=1)
-    lib_mount_path: str = Field(default="/usr/lib64", min_length=1)
+    bin_mount_path: str = "/usr/bin"
+    """Below base_mount_path; empty (as the Go plugin allows) mounts directly in it."""
+    lib_mount_path: str = "/usr/lib64"
+    """Below base_mount_path; empty mounts directly in it."""
     device_plugin_path: AbsolutePath = "/var/lib/kubelet/device-plugins"
     socket_name: str = Field(default="onload.sock", pattern=r"^[A-Za-z0-9._-]+\.sock$")
     kubelet_socket_name: str = Field(default="kubelet.sock", pattern=r"^[A-Za-z0-9._-]+$")

@@ -211,7 +211,10 @@ class DevicePluginSpec(ApiModel):
     @property
     def effective_lib_mount_path(self) -> str:
         """The library mount directory, whichever spelling set it."""
-        return self.lib_mount_path or self.legacy_lib_mount_path or DEFAULT_LIB_MOUNT_PATH
+        for path in (self.lib_mount_path, self.legacy_lib_mount_path):
+            if path is not None:
+                return path
+        return DEFAULT_LIB_MOUNT_PATH
 
 
 class OnloadSpec(ApiModel):

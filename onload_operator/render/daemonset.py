@@ -8,6 +8,7 @@ resource requests, probes and image pull secrets.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from onload_operator.api.v1alpha1 import Onload
@@ -110,12 +111,12 @@ def _device_plugin_container(onload: Onload, image: str) -> Manifest:
                 "postStart": {
                     "exec": {
                         "command": _shell(
-                            f"set -e; chcon --type container_file_t --recursive {host_path} || "
+                            f"set -e; chcon --type container_file_t --recursive {shlex.quote(host_path)} || "
                             'echo "chcon failed. System may not be SELinux enabled."'
                         )
                     }
                 },
-                "preStop": {"exec": {"command": _shell(f"set -e; rm -r {host_path};")}},
+                "preStop": {"exec": {"command": _shell(f"set -e; rm -r {shlex.quote(host_path)};")}},
             },
             "volumeMounts": [
                 {"name": "kubelet-socket", "mountPath": KUBELET_SOCKET_DIR},

@@ -6,6 +6,7 @@ cluster is created, changed or deleted because of it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,10 @@ INVALID_SPEC = "InvalidSpec"
 MISSING_USER_IMAGE = "MissingUserImage"
 INVALID_REGEXP = "InvalidKernelMappingRegexp"
 SELECTOR_CONFLICT = "SelectorConflict"
+UNSAFE_HOST_PATH = "UnsafeHostOnloadPath"
+
+_SAFE_HOST_PATH = re.compile(r"^(/[A-Za-z0-9._-]+){2,}/?$")
+"""At least two path components of plain characters: the device plugin's preStop hook runs ``rm -r`` on it."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,17 @@ def regexp_problems(onload: Onload) -> list[Problem]:
     return problems
 
 
+def host_path_problem(onload: Onload) -> Problem | None:
+    path = onload.spec.device_plugin.host_onload_path
+    if _SAFE_HOST_PATH.match(path) and ".." not in path.split("/"):
+        return None
+    return Problem(
+        UNSAFE_HOST_PATH,
+        f"spec.devicePlugin.hostOnloadPath {path!r} must be a dedicated directory at least two levels deep, of "
+        "letters, digits, '.', '_' and '-': the device plugin copies Onload there and removes it when it stops",
+    )
+
+
 def validate(body: Mapping[str, Any]) -> tuple[Onload | None, list[Problem]]:
     """Parse a CR as read from the API and list its problems; the model is None when the spec does not parse."""
     metadata = body.get("metadata") or {}
@@ -86,4 +102,5 @@ def validate(body: Mapping[str, Any]) -> tuple[Onload | None, list[Problem]]:
     except ValidationError as error:
         return None, problems + _spec_problems(error)
     onload = Onload(metadata=ObjectMeta.model_validate(metadata), spec=spec)
-    return onload, problems + regexp_problems(onload)
+    host_path = host_path_problem(onload)
+    return onload, problems + regexp_problems(onload) + ([host_path] if host_path else [])

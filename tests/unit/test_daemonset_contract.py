@@ -50,6 +50,7 @@ def containers(cr: Onload) -> dict[str, dict[str, Any]]:
         {"maxPodsPerNode": 0},
         {"setPreload": False, "mountOnload": True, "libMounthPath": "/lib"},
         {"hostOnloadPath": "/var/onload/", "baseMountPath": "/onload", "binMountPath": "bin", "libMountPath": "lib"},
+        {"binMountPath": "", "libMountPath": ""},  # the Go CRD and plugin accept empty subdirectories
     ],
 )
 def test_device_plugin_container_args_parse_to_the_cr_settings(device_plugin: dict[str, Any]) -> None:
@@ -61,7 +62,11 @@ def test_device_plugin_container_args_parse_to_the_cr_settings(device_plugin: di
     assert config.host_onload_path.rstrip("/") == settings.host_onload_path.rstrip("/")
     assert config.base_mount_path == settings.base_mount_path
     assert config.bin_mount_path == settings.bin_mount_path
-    assert config.lib_mount_path == settings.effective_lib_mount_path
+    assert (
+        config.lib_mount_path
+        == settings.effective_lib_mount_path
+        == device_plugin.get("libMountPath", device_plugin.get("libMounthPath", "/usr/lib64"))
+    )
     assert config.dev_root == "/host/dev"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason, contains
 from onload_operator.planner.nodes import crs_to_wake, orphaned_gate_labels, removal_patches
 from onload_operator.render import names
@@ -11,6 +13,7 @@ from onload_operator.render.validation import (
     INVALID_SPEC,
     MISSING_USER_IMAGE,
     NAME_TOO_LONG,
+    UNSAFE_HOST_PATH,
     Problem,
     validate,
 )
@@ -32,6 +35,25 @@ def test_regexps_are_checked_with_re2() -> None:
     onload, problems = validate(body)
     assert onload is not None
     assert [(p.reason, "kernelMappings[1]" in p.message) for p in problems] == [(INVALID_REGEXP, True)]
+
+
+@pytest.mark.parametrize(
+    ("path", "safe"),
+    [
+        ("/opt/onload/", True),
+        ("/opt/onload", True),
+        ("/var/lib/onload-8.1", True),
+        ("/", False),
+        ("/var", False),
+        ("/opt/", False),
+        ("/opt/my onload/", False),
+        ("/opt/onload;reboot", False),
+        ("/opt/../etc", False),
+    ],
+)
+def test_host_onload_path_must_be_a_dedicated_directory(path: str, safe: bool) -> None:
+    """The device plugin's preStop hook removes it: `/var` or a path with shell syntax must be refused."""
+    assert reasons(cr_body(devicePlugin={"hostOnloadPath": path})) == ([] if safe else [UNSAFE_HOST_PATH])
 
 
 def test_spec_errors_name_the_field() -> None:
@@ -78,16 +100,15 @@ def test_contains_tolerates_defaults_and_extra_list_items_but_not_changes() -> N
 
 def test_contains_wants_atomic_lists_exactly() -> None:
     """args, command and tolerations are replaced whole by an apply: an item added to them is drift."""
-    desired = {"args": ["-maxPods=100", "-setPreload=true"], "tolerations": [{"key": "k", "operator": "Exists"}]}
+    tolerations: list[dict[str, str]] = [{"key": "k", "operator": "Exists"}]
+    desired = {"args": ["-maxPods=100", "-setPreload=true"], "tolerations": tolerations}
     assert contains(
         {"args": ["-maxPods=100", "-setPreload=true"], "tolerations": [{"key": "k", "operator": "Exists"}]}, desired
     )
     assert not contains(
         {"args": ["-maxPods=100", "-setPreload=true", "-maxPods=1"], "tolerations": desired["tolerations"]}, desired
     )
-    assert not contains(
-        {"args": desired["args"], "tolerations": [*desired["tolerations"], {"operator": "Exists"}]}, desired
-    )
+    assert not contains({"args": desired["args"], "tolerations": [*tolerations, {"operator": "Exists"}]}, desired)
     assert not contains({"args": ["-maxPods=100"], "tolerations": desired["tolerations"]}, desired)
 
 
