@@ -11,6 +11,9 @@ RULES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
     # (apiGroup, resource, verbs)
     ("onload.amd.com", "onloads", ("list", "watch", "patch")),  # watch; finalizer and kopf's annotations
     ("onload.amd.com", "onloads/status", ("patch",)),
+    # The children's owner references block the CR's deletion; OpenShift admits that only from whoever may set
+    # the CR's finalizers (OwnerReferencesPermissionEnforcement).
+    ("onload.amd.com", "onloads/finalizers", ("update",)),
     # Server-side apply: patch, and create when the apply creates the object (Kubernetes authorizes both).
     ("kmm.sigs.x-k8s.io", "modules", ("get", "list", "watch", "create", "patch")),
     ("apps", "daemonsets", ("get", "list", "watch", "create", "patch")),

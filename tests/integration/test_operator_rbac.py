@@ -12,7 +12,10 @@ NS = "onload"
 def permissions_of(request: Request) -> set[tuple[str, str, str]]:
     """(apiGroup, resource[/subresource], verb) that a REST request needs; none for discovery documents.
 
-    A server-side apply that creates the object is authorized as ``create`` too, as Kubernetes does.
+    A server-side apply that creates the object is authorized as ``create`` too, as Kubernetes does. An apply of
+    a child also needs ``update`` on ``onloads/finalizers``: the children's owner references set
+    ``blockOwnerDeletion``, which the OwnerReferencesPermissionEnforcement admission plugin (on by default in
+    OpenShift) allows only to those who may set finalizers on the owner.
     """
     parts = request.path.strip("/").split("/")
     group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
@@ -31,8 +34,10 @@ def permissions_of(request: Request) -> set[tuple[str, str, str]]:
     }[request.method]
     resource = f"{resource}/{sub}" if sub else resource
     needed = {(group, resource, verb)}
-    if request.content_type == "application/apply-patch+yaml" and request.status == 201:
-        needed.add((group, resource, "create"))
+    if request.content_type == "application/apply-patch+yaml":
+        needed.add(("onload.amd.com", "onloads/finalizers", "update"))
+        if request.status == 201:
+            needed.add((group, resource, "create"))
     return needed
 
 
