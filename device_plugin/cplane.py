@@ -1,4 +1,4 @@
-"""Pure logic of the Onload worker: finding the worker's container id and the control-plane parameters.
+"""The Onload worker's logic: finding its container id and writing the control-plane parameters.
 
 The ``onload`` kernel module starts one ``onload_cp_server`` per network namespace as a usermode helper. The
 worker points the module's ``cplane_server_path``/``cplane_server_params`` at ``crictl exec <worker id> …`` so
