@@ -2,7 +2,8 @@
 
 For each node that matches ``spec.selector``:
 
-1. ``kmm.node.kubernetes.io/version-module.<ns>.<name>-module=<version>``: KMM loads the onload Module there;
+1. ``kmm.node.kubernetes.io/version-module.<ns>.<name>-module=<version>`` together with
+   ``kmm.onload.amd.com/<ns>.<name>=""``, the label the Modules select: KMM loads the onload Module there;
 2. ``...<name>-sfcmod=<version>`` once the onload label carries the version (only when sfc is used);
 3. ``onload.amd.com/<ns>.<name>=<version>`` (the gate of the device-plugin DaemonSet) once KMM reports the
    module(s) loaded (``kmm.node.kubernetes.io/<ns>.<name>-module.ready``). The Go operator set it at once.
@@ -11,7 +12,8 @@ Labels that already carry another version are left alone: replacing them is the 
 
 A node that stops matching first loses the gate label, so that the DaemonSet stops the device plugin there (its
 preStop removes the Onload files from the host); only once no device-plugin pod is left on the node do the KMM
-labels go, which unloads the modules. The Go operator removed all three at once.
+version labels and the Module selector label go, which unloads the modules. The Go operator removed all at once,
+and its Modules selected ``spec.selector``, so KMM unloaded them the moment the node stopped matching.
 """
 
 from __future__ import annotations
@@ -53,15 +55,18 @@ def plan_node_labels(
 
     Without that knowledge no KMM label is removed from a node that stops matching.
     """
-    onload_key, sfc_key, gate_key = names.node_label_keys(namespace, name)
+    onload_key, sfc_key, gate_key, selector_key = names.node_label_keys(namespace, name)
     onload_ready = names.kmm_ready_label(namespace, names.module_name(name))
     sfc_ready = names.kmm_ready_label(namespace, names.sfc_module_name(name))
     selected = module_ready = labelling = 0
     patches = []
     for node, labels in sorted(nodes.items()):
         changes: dict[str, str | None] = {}
+        kmm_labelled = onload_key in labels or sfc_key in labels
         if selector_matches(selector, labels):
             selected += 1
+            if selector_key not in labels:
+                changes[selector_key] = ""
             onload_version = labels.get(onload_key)
             if onload_version is None:
                 changes[onload_key] = onload_version = version
@@ -74,8 +79,15 @@ def plan_node_labels(
             labelling += bool(changes)
         elif gate_key in labels:
             changes = {gate_key: None}
+            if kmm_labelled and selector_key not in labels:
+                changes[selector_key] = ""  # taken over mid-way: the modules stay while the device plugin stops
+        elif not kmm_labelled:
+            if selector_key in labels:
+                changes = {selector_key: None}  # nothing is loaded without a version label
         elif device_plugin_nodes is not None and node not in device_plugin_nodes:
-            changes = {key: None for key in (onload_key, sfc_key) if key in labels}
+            changes = {key: None for key in (onload_key, sfc_key, selector_key) if key in labels}
+        elif selector_key not in labels and (onload_ready in labels or sfc_ready in labels):
+            changes = {selector_key: ""}  # taken over mid-way: keep the loaded modules until the plugin is gone
         if changes:
             patches.append(NodeLabelPatch(node, changes))
     return NodePlan(selected, module_ready, patches, labelling)
@@ -85,7 +97,7 @@ def nodes_leaving(
     namespace: str, name: str, selector: Mapping[str, str], nodes: Mapping[str, Mapping[str, str]]
 ) -> list[str]:
     """Nodes that no longer match but keep KMM labels of the CR: their device-plugin pods must be known."""
-    onload_key, sfc_key, gate_key = names.node_label_keys(namespace, name)
+    onload_key, sfc_key, gate_key, _ = names.node_label_keys(namespace, name)
     return [
         node
         for node, labels in sorted(nodes.items())
@@ -107,20 +119,22 @@ def removal_patches(namespace: str, name: str, nodes: Mapping[str, Mapping[str, 
 
 
 def orphaned_gate_labels(labels: Mapping[str, str], existing: set[tuple[str, str]]) -> list[tuple[str, str]]:
-    """(namespace, name) of the CRs whose gate label the node carries although no such CR exists.
+    """(namespace, name) of the CRs whose gate or Module selector label the node carries although no such CR exists.
 
-    A gate label key is ``onload.amd.com/<namespace>.<name>``; a namespace has no dots, so it ends at the first.
-    Only nodes that also carry the CR's KMM version label count, so that other labels under the prefix are kept.
+    Those keys are ``onload.amd.com/<namespace>.<name>`` and ``kmm.onload.amd.com/<namespace>.<name>``; a namespace
+    has no dots, so it ends at the first. Only nodes that also carry the CR's KMM version label count, so that other
+    labels under the prefixes are kept.
     """
-    orphans = []
+    orphans: dict[tuple[str, str], None] = {}
     for key in labels:
-        if not key.startswith(names.ONLOAD_LABEL_PREFIX):
-            continue
-        namespace, dot, name = key[len(names.ONLOAD_LABEL_PREFIX) :].partition(".")
-        onload_key = names.kmm_version_label(namespace, names.module_name(name))
-        if dot and name and (namespace, name) not in existing and onload_key in labels:
-            orphans.append((namespace, name))
-    return orphans
+        for prefix in (names.ONLOAD_LABEL_PREFIX, names.MODULE_SELECTOR_LABEL_PREFIX):
+            if not key.startswith(prefix):
+                continue
+            namespace, dot, name = key[len(prefix) :].partition(".")
+            onload_key = names.kmm_version_label(namespace, names.module_name(name))
+            if dot and name and (namespace, name) not in existing and onload_key in labels:
+                orphans[(namespace, name)] = None
+    return list(orphans)
 
 
 def crs_to_wake(

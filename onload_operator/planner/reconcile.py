@@ -157,6 +157,9 @@ def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int 
         snapshot.nodes,
         snapshot.device_plugin_nodes,
     )
+    held = _modules_held(namespace, name, snapshot.nodes, nodes.patches)
+    if held:
+        applies = [a for a in applies if a.manifest["kind"] != "Module" or a.reason == MISSING]
     ds_status = _device_plugin_status(snapshot, name)
     outdated = int(ds_status.get("desiredNumberScheduled") or 0) - int(ds_status.get("updatedNumberScheduled") or 0)
     observation = Observation(
@@ -174,6 +177,24 @@ def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int 
     events = [EventSpec(NORMAL, _APPLY_EVENT_REASONS[a.reason], _apply_message(a)) for a in applies]
     events += _node_events(namespace, name, component.version, nodes.patches)
     return Plan(observation, applies=applies, node_patches=nodes.patches, events=events)
+
+
+def _modules_held(
+    namespace: str, name: str, nodes: Mapping[str, Mapping[str, str]], patches: list[NodeLabelPatch]
+) -> bool:
+    """Whether this plan gives the Module selector label to nodes that already carry a KMM version label.
+
+    Those nodes may run modules of Modules that select something else (made by the Go operator, or by an earlier
+    version of this one, which selected ``spec.selector``): a Module must not select the new label before they
+    carry it, else KMM unloads the modules there. The adapter applies children before it patches nodes, so the
+    Module applies wait for the next reconcile, which sees the labels (a lagging view only delays them further).
+    """
+    selector_key = names.module_selector_label(namespace, name)
+    version_keys = names.node_label_keys(namespace, name)[:2]
+    return any(
+        patch.labels.get(selector_key) == "" and any(key in nodes.get(patch.node, {}) for key in version_keys)
+        for patch in patches
+    )
 
 
 def _node_list(nodes: list[str], shown: int = 3) -> str:

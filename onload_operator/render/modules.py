@@ -47,7 +47,9 @@ def _module(onload: Onload, module: str, modprobe_name: str, mappings: list[Mani
     if modprobe_name == "sfc":
         container["inTreeModuleToRemove"] = "sfc"
     module_spec: Manifest = {
-        "selector": dict(spec.selector),
+        # Not spec.selector: KMM would unload the modules at once from a node that stops matching it, under the
+        # running device plugin (see names.module_selector_label).
+        "selector": {names.module_selector_label(namespace, onload.metadata.name): ""},
         "moduleLoader": {"serviceAccountName": spec.service_account_name, "container": container},
         "tolerations": upgrade_tolerations(),
     }

@@ -21,6 +21,9 @@ KMM_LABEL_PREFIX: Final = "kmm.node.kubernetes.io/"
 KMM_VERSION_LABEL_PREFIX: Final = f"{KMM_LABEL_PREFIX}version-module"
 
 ONLOAD_LABEL_PREFIX: Final = "onload.amd.com/"
+MODULE_SELECTOR_LABEL_PREFIX: Final = "kmm.onload.amd.com/"
+"""Prefix of the node label the Modules select (see module_selector_label); not ``onload.amd.com/``, whose keys
+``<ns>.<name>`` would be ambiguous with any suffix since a CR name may contain dots."""
 VERSION_LABEL: Final = "onload.amd.com/version"
 NAME_LABEL: Final = "onload.amd.com/name"
 DEPLOYED_ANNOTATION: Final = "onload.amd.com/deployed-onload"
@@ -68,12 +71,25 @@ def onload_label(namespace: str, name: str) -> str:
     return f"{ONLOAD_LABEL_PREFIX}{namespace}.{name}"
 
 
-def node_label_keys(namespace: str, name: str) -> tuple[str, str, str]:
-    """Every node label the operator writes for one CR: the two KMM version labels and the gate label."""
+def module_selector_label(namespace: str, name: str) -> str:
+    """The node label (value ``""``) both Modules of a CR select, instead of the CR's ``spec.selector``.
+
+    Only the operator sets and removes it: on a node it takes, together with the KMM version label; on a node it
+    leaves, together with the KMM version labels once no device-plugin pod is left there. So neither relabelling a
+    node nor editing the CR's selector makes KMM unload the modules under a running device plugin. (The Go operator
+    made the Modules select ``spec.selector``; a cluster taken over gets this label before its Modules change.)
+    """
+    return f"{MODULE_SELECTOR_LABEL_PREFIX}{namespace}.{name}"
+
+
+def node_label_keys(namespace: str, name: str) -> tuple[str, str, str, str]:
+    """Every node label the operator writes for one CR: the two KMM version labels, the gate label and the label
+    the Modules select."""
     return (
         kmm_version_label(namespace, module_name(name)),
         kmm_version_label(namespace, sfc_module_name(name)),
         onload_label(namespace, name),
+        module_selector_label(namespace, name),
     )
 
 

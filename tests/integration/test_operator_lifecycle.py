@@ -6,6 +6,7 @@ import urllib.request
 from functools import partial
 
 from onload_operator.render import names
+from tests.integration.node_order import UnloadOrder
 from tests.integration.operator_harness import IMAGE, Cluster, onload_body, wait_for
 
 NS = "onload"
@@ -118,7 +119,8 @@ def test_selector_change_moves_onload_between_nodes(cluster: Cluster) -> None:
     wait_for(lambda: labelled(cluster, GATE) == {"worker-2"}, message="only worker-2 keeps the gate label")
     # The KMM labels go once the device-plugin pods have left those nodes.
     wait_for(lambda: labelled(cluster, ONLOAD_KEY) == {"worker-2"}, message="modules unloaded from the others")
-    wait_for(lambda: cluster.module(NS, "onload-module")["spec"]["selector"] == {"pool": "b"})
+    # The Modules select the label the operator moves, not spec.selector (KMM would unload under the plugin).
+    assert cluster.module(NS, "onload-module")["spec"]["selector"] == {names.module_selector_label(NS, "onload"): ""}
     assert cluster.daemonset(NS, DS).spec.template.spec.node_selector == {"pool": "b"}
     body = cluster.wait_ready(NS, "onload")
     assert body["status"]["nodes"]["selected"] == 1
@@ -169,8 +171,12 @@ def test_nodes_joining_leaving_and_relabelled(cluster: Cluster) -> None:
     cluster.sim.add_nodes("late-0:labels=node-role.kubernetes.io/worker=")
     wait_for(lambda: "late-0" in labelled(cluster, GATE), message="the new node gets the gate label")
     assert cluster.wait_ready(NS, "onload")["status"]["nodes"]["selected"] == 4
+    order = UnloadOrder(cluster, NS, "onload", "worker-0")
+    order.observe()
     cluster.label_node("worker-0", {"node-role.kubernetes.io/worker": None})
-    wait_for(lambda: "worker-0" not in labelled(cluster, ONLOAD_KEY) | labelled(cluster, GATE), message="cleanup")
+    wait_for(order.unloaded, message="the device plugin and then the modules gone from worker-0")
+    order.assert_plugin_stopped_first()
+    assert "worker-0" not in labelled(cluster, ONLOAD_KEY) | labelled(cluster, GATE)
     cluster.core.delete_node("worker-1")
     body = wait_for(
         lambda: (b := cluster.wait_ready(NS, "onload"))["status"]["nodes"]["selected"] == 2 and b,

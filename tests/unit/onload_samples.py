@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onload_operator.planner.reconcile import Plan, plan
-from onload_operator.planner.snapshot import OnloadEntry, Snapshot
+from onload_operator.planner.snapshot import OnloadEntry, Snapshot, selector_matches
 from onload_operator.render import names
 
 IMAGE = "registry.example.com/onload-device-plugin:1.0"
@@ -66,38 +66,56 @@ class World:
     nodes: dict[str, dict[str, str]]
     children: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     plans: list[Plan] = field(default_factory=list)
+    others: list[dict[str, Any]] = field(default_factory=list)
+    """Bodies of the other Onload CRs of the cluster (read at each plan, so edits to them count)."""
 
     def plan(self, **kwargs: Any) -> Plan:
+        kwargs.setdefault("onloads", [entry(body) for body in (self.body, *self.others)])
         return plan(snapshot(self.body, self.nodes, children=self.children, **kwargs), IMAGE, NOW)
 
-
-def converge(world: World, rounds: int = 10) -> World:
-    """Carry out plans until one plans no write; the World then is what a converged cluster looks like."""
-    body, nodes, children = world.body, world.nodes, world.children
-    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    for _ in range(rounds):
-        result = world.plan()
-        world.plans.append(result)
-        if not result.writes:
-            return world
+    def carry_out(self, result: Plan) -> None:
+        """Write a plan as the adapter does (children, then nodes, then status), then let KMM and the DaemonSet act."""
         for apply in result.applies:
-            children[(apply.manifest["kind"], apply.manifest["metadata"]["name"])] = copy.deepcopy(apply.manifest)
+            self.children[(apply.manifest["kind"], apply.manifest["metadata"]["name"])] = copy.deepcopy(apply.manifest)
         for patch in result.node_patches:
-            labels = nodes[patch.node]
+            labels = self.nodes[patch.node]
             for key, value in patch.labels.items():
                 if value is None:
                     labels.pop(key, None)
                 else:
                     labels[key] = value
-        # KMM loads the module where the version label is set; the DaemonSet runs where the gate label is.
-        for labels in nodes.values():
+        self.run_kmm()
+        if result.status is not None:
+            self.body["status"] = result.status
+
+    def run_kmm(self) -> None:
+        """KMM loads a Module where its selector matches and the version label is set, and unloads it elsewhere;
+        the DaemonSet runs where the gate label is."""
+        namespace, name = self.body["metadata"]["namespace"], self.body["metadata"]["name"]
+        for labels in self.nodes.values():
             for module in (names.module_name(name), names.sfc_module_name(name)):
-                if names.kmm_version_label(namespace, module) in labels:
-                    labels[names.kmm_ready_label(namespace, module)] = ""
-        gated = sum(names.onload_label(namespace, name) in labels for labels in nodes.values())
-        ds = children.get(("DaemonSet", names.device_plugin_name(name)))
+                child = self.children.get(("Module", module))
+                selector = (child or {}).get("spec", {}).get("selector") or {}
+                ready = names.kmm_ready_label(namespace, module)
+                if child is not None and selector_matches(selector, labels):
+                    if names.kmm_version_label(namespace, module) in labels:
+                        labels[ready] = ""
+                    else:
+                        labels.pop(ready, None)
+                else:
+                    labels.pop(ready, None)
+        gated = sum(names.onload_label(namespace, name) in labels for labels in self.nodes.values())
+        ds = self.children.get(("DaemonSet", names.device_plugin_name(name)))
         if ds is not None:
             ds["status"] = {"desiredNumberScheduled": gated, "updatedNumberScheduled": gated, "numberReady": gated}
-        if result.status is not None:
-            body["status"] = result.status
+
+
+def converge(world: World, rounds: int = 10) -> World:
+    """Carry out plans until one plans no write; the World then is what a converged cluster looks like."""
+    for _ in range(rounds):
+        result = world.plan()
+        world.plans.append(result)
+        if not result.writes:
+            return world
+        world.carry_out(result)
     raise AssertionError("did not converge")

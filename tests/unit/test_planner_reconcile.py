@@ -6,6 +6,7 @@ import copy
 
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING
 from onload_operator.planner.nodes import nodes_leaving
+from onload_operator.planner.reconcile import Plan
 from onload_operator.render import names
 from onload_operator.render.validation import (
     INVALID_REGEXP,
@@ -29,9 +30,12 @@ def test_first_plan_creates_children_and_version_labels_only() -> None:
         ("DaemonSet", "onload-onload-device-plugin-ds", MISSING),
     ]
     version_key = names.kmm_version_label("ns", "onload-module")
+    selector_key = names.module_selector_label("ns", "onload")
     assert [(p.node, dict(p.labels)) for p in result.node_patches] == [
-        (f"worker-{i}", {version_key: "8.1.2.26"}) for i in range(3)
+        (f"worker-{i}", {selector_key: "", version_key: "8.1.2.26"}) for i in range(3)
     ]
+    module = result.applies[0].manifest
+    assert module["spec"]["selector"] == {selector_key: ""}
     assert result.status is not None
     assert conditions(result.status)["Ready"] == ("False", "NodesNotReady")
     assert conditions(result.status)["Progressing"] == ("True", "RollingOut")
@@ -42,6 +46,7 @@ def test_first_plan_creates_children_and_version_labels_only() -> None:
 def test_gate_label_waits_for_kmm_to_report_the_module_loaded() -> None:
     world = World(cr_body(), worker_nodes(1))
     world.nodes["worker-0"][names.kmm_version_label("ns", "onload-module")] = "8.1.2.26"
+    world.nodes["worker-0"][names.module_selector_label("ns", "onload")] = ""
     assert world.plan().node_patches == []
     world.nodes["worker-0"][names.kmm_ready_label("ns", "onload-module")] = ""
     [patch] = world.plan().node_patches
@@ -61,6 +66,7 @@ def test_sfc_label_follows_the_onload_label_and_gates_the_plugin() -> None:
     fresh.nodes["worker-0"][names.kmm_version_label("ns", "onload-module")] = "8.1.2.26"
     fresh.nodes["worker-0"][names.kmm_version_label("ns", "onload-sfcmod")] = "8.1.2.26"
     fresh.nodes["worker-0"][names.kmm_ready_label("ns", "onload-module")] = ""
+    fresh.nodes["worker-0"][names.module_selector_label("ns", "onload")] = ""
     assert fresh.plan().node_patches == []
 
 
@@ -155,22 +161,98 @@ def test_version_change_before_any_node_runs_onload_is_taken_directly() -> None:
 
 def test_node_that_stops_matching_loses_the_plugin_before_the_modules() -> None:
     world = converge(World(cr_body(), worker_nodes(2)))
+    gate = names.onload_label("ns", "onload")
+    ready = names.kmm_ready_label("ns", "onload-module")
     del world.nodes["worker-1"]["node-role.kubernetes.io/worker"]
     result = world.plan()
     [patch] = result.node_patches
     assert patch.node == "worker-1"
-    assert dict(patch.labels) == {names.onload_label("ns", "onload"): None}
+    assert dict(patch.labels) == {gate: None}
     assert [(e.reason, e.message.endswith("1 nodes: worker-1")) for e in result.events] == [
         ("StoppingDevicePlugin", True)
     ]
-    del world.nodes["worker-1"][names.onload_label("ns", "onload")]
+    world.carry_out(result)
+    # The device plugin stops there while KMM keeps the module loaded under it.
+    assert gate not in world.nodes["worker-1"]
+    assert ready in world.nodes["worker-1"]
     assert nodes_leaving("ns", "onload", SELECTOR, world.nodes) == ["worker-1"]
     assert world.plan().node_patches == []  # device-plugin pods unknown: keep the modules
     assert world.plan(device_plugin_nodes=frozenset({"worker-0", "worker-1"})).node_patches == []
     result = world.plan(device_plugin_nodes=frozenset({"worker-0"}))
     [patch] = result.node_patches
-    assert dict(patch.labels) == {names.kmm_version_label("ns", "onload-module"): None}
+    assert dict(patch.labels) == {
+        names.kmm_version_label("ns", "onload-module"): None,
+        names.module_selector_label("ns", "onload"): None,
+    }
     assert [e.reason for e in result.events] == ["UnloadingModules"]
+    world.carry_out(result)
+    assert ready not in world.nodes["worker-1"]
+    assert ready in world.nodes["worker-0"]
+
+
+def test_selector_edit_changes_no_module_and_unloads_only_after_the_plugin() -> None:
+    world = converge(World(cr_body(), worker_nodes(2)))
+    world.nodes["worker-0"]["pool"] = "b"
+    world.body["spec"]["selector"] = {"pool": "b"}
+    world.body["metadata"]["generation"] = 2
+    result = world.plan()
+    assert [a.manifest["kind"] for a in result.applies] == ["DaemonSet"]  # its nodeSelector, not the Modules
+    assert [(p.node, dict(p.labels)) for p in result.node_patches] == [
+        ("worker-1", {names.onload_label("ns", "onload"): None})
+    ]
+    world.carry_out(result)
+    assert names.kmm_ready_label("ns", "onload-module") in world.nodes["worker-1"]
+
+
+def _go_operator_cluster(nodes: int) -> World:
+    """A converged CR as the Go operator left it: Modules select spec.selector, no Module selector label."""
+    world = converge(World(cr_body(), worker_nodes(nodes)))
+    for child in world.children.values():
+        del child["metadata"]["annotations"]
+    world.children[("Module", "onload-module")]["spec"]["selector"] = dict(SELECTOR)
+    for labels in world.nodes.values():
+        del labels[names.module_selector_label("ns", "onload")]
+    return world
+
+
+def test_takeover_labels_the_nodes_before_the_modules_select_the_label() -> None:
+    world = _go_operator_cluster(2)
+    ready = names.kmm_ready_label("ns", "onload-module")
+    selector_key = names.module_selector_label("ns", "onload")
+    result = world.plan()
+    assert [(p.node, dict(p.labels)) for p in result.node_patches] == [
+        ("worker-0", {selector_key: ""}),
+        ("worker-1", {selector_key: ""}),
+    ]
+    assert "Module" not in [a.manifest["kind"] for a in result.applies]
+    world.carry_out(result)
+    assert all(ready in labels for labels in world.nodes.values())
+    result = world.plan()
+    assert [a.manifest["kind"] for a in result.applies] == ["Module"]
+    assert result.node_patches == []
+    world.carry_out(result)
+    assert world.children[("Module", "onload-module")]["spec"]["selector"] == {selector_key: ""}
+    assert all(ready in labels for labels in world.nodes.values())
+    assert converge(world).plans[-1].writes == 0
+
+
+def test_takeover_interrupted_after_some_node_patches_still_waits_for_the_rest() -> None:
+    world = _go_operator_cluster(3)
+    selector_key = names.module_selector_label("ns", "onload")
+    result = world.plan()
+    world.nodes["worker-0"][selector_key] = ""  # only the first node patch was made
+    result = world.plan()
+    assert "Module" not in [a.manifest["kind"] for a in result.applies]
+    assert [p.node for p in result.node_patches] == ["worker-1", "worker-2"]
+
+
+def test_takeover_of_a_node_whose_plugin_is_stopping_keeps_its_modules() -> None:
+    world = _go_operator_cluster(2)
+    selector_key = names.module_selector_label("ns", "onload")
+    del world.nodes["worker-1"]["node-role.kubernetes.io/worker"]
+    result = world.plan()
+    assert dict(result.node_patches[1].labels) == {names.onload_label("ns", "onload"): None, selector_key: ""}
+    assert "Module" not in [a.manifest["kind"] for a in result.applies]
 
 
 def _refused(body: dict[str, object], reason: str, **kwargs: object) -> None:
@@ -229,6 +311,80 @@ def test_later_cr_selecting_the_same_nodes_is_refused() -> None:
     disjoint["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z"
     nodes = {**worker_nodes(2), "b-0": {"pool": "b"}}
     assert World(disjoint, nodes).plan(onloads=[entry(first), entry(disjoint)]).applies
+
+
+def _two_pools() -> tuple[World, World]:
+    """CR ``first`` (created first) converged on pool a (worker-0, worker-1), CR ``second`` on pool b (worker-2)."""
+    nodes = worker_nodes(3)
+    for node, pool in (("worker-0", "a"), ("worker-1", "a"), ("worker-2", "b")):
+        nodes[node]["pool"] = pool
+    first = cr_body(name="first", selector={"pool": "a"})
+    second = cr_body(name="second", selector={"pool": "b"})
+    second["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z"
+    return (
+        converge(World(first, nodes, others=[second])),
+        converge(World(second, nodes, others=[first])),
+    )
+
+
+def _assert_conflict(result: Plan, *phrases: str) -> None:
+    assert result.applies == []
+    assert result.node_patches == []
+    assert result.status is not None
+    assert conditions(result.status)["Ready"] == ("False", SELECTOR_CONFLICT)
+    assert conditions(result.status)["Degraded"] == ("True", SELECTOR_CONFLICT)
+    assert [(e.type, e.reason) for e in result.events] == [("Warning", SELECTOR_CONFLICT)]
+    message = next(c["message"] for c in result.status["conditions"] if c["type"] == "Ready")
+    for phrase in phrases:
+        assert phrase in message
+
+
+def test_older_cr_edited_over_nodes_where_a_newer_one_runs_is_refused() -> None:
+    first, second = _two_pools()
+    first.body["spec"]["selector"] = dict(SELECTOR)  # now also selects worker-2, where second runs
+    first.body["metadata"]["generation"] = 2
+    _assert_conflict(first.plan(), "Onload ns/second runs on worker-2")
+    assert second.plan().writes == 0  # the newer CR keeps its node and stays Ready
+    assert conditions(second.body["status"])["Ready"] == ("True", "AllNodesReady")
+
+
+def test_newer_cr_over_nodes_where_an_older_one_runs_is_refused() -> None:
+    first, second = _two_pools()
+    second.body["spec"]["selector"] = dict(SELECTOR)  # now also selects worker-0 and worker-1
+    second.body["metadata"]["generation"] = 2
+    _assert_conflict(second.plan(), "Onload ns/first runs on worker-0, worker-1")
+    assert first.plan().writes == 0
+    third = cr_body(name="third")
+    third["metadata"]["creationTimestamp"] = "2026-01-03T00:00:00Z"
+    brand_new = World(third, first.nodes, others=[first.body, second.body])
+    _assert_conflict(
+        brand_new.plan(), "Onload ns/first runs on worker-0, worker-1", "Onload ns/second runs on worker-2"
+    )
+
+
+def test_node_released_by_another_cr_is_taken_once_its_labels_are_gone() -> None:
+    first, second = _two_pools()
+    second.body["spec"]["selector"] = {"pool": "none"}
+    first.body["spec"]["selector"] = dict(SELECTOR)
+    # While second stops its device plugin and unloads its modules, worker-2 still belongs to it.
+    _assert_conflict(first.plan(), "Onload ns/second runs on worker-2")
+    second.carry_out(second.plan())
+    second.carry_out(second.plan(device_plugin_nodes=frozenset()))
+    assert not any(key.endswith("second") or "second-" in key for key in first.nodes["worker-2"])
+    result = first.plan()
+    assert [p.node for p in result.node_patches] == ["worker-2"]
+
+
+def test_node_carrying_the_labels_of_both_crs_stays_with_the_earlier_one() -> None:
+    first, second = _two_pools()
+    for key, value in first.nodes["worker-0"].items():
+        if "first" in key:
+            first.nodes["worker-2"][key] = value
+    first.body["spec"]["selector"] = dict(SELECTOR)
+    second.body["spec"]["selector"] = dict(SELECTOR)
+    _assert_conflict(second.plan(), "Onload ns/first runs on worker-0, worker-1, worker-2")
+    result = first.plan()
+    assert result.status is None or conditions(result.status)["Ready"][1] != SELECTOR_CONFLICT
 
 
 def test_no_node_selected_is_not_ready_with_its_own_reason() -> None:

@@ -32,6 +32,22 @@ def test_module_names_and_modprobe_match_the_go_operator() -> None:
     assert sfc_module(cr) is None
 
 
+def test_modules_select_the_label_only_the_operator_moves_not_spec_selector() -> None:
+    cr = onload(
+        onload={
+            "version": "1",
+            "userImage": "u",
+            "kernelMappings": [{"regexp": "a", "kernelModuleImage": "i", "sfc": {}}],
+        }
+    )
+    sfc = sfc_module(cr)
+    assert sfc is not None
+    for module in (onload_module(cr), sfc):
+        assert module["spec"]["selector"] == {"kmm.onload.amd.com/ns.onload": ""}
+    longest = names.module_selector_label("n" * 16, "c" * 16)
+    assert len(longest.partition("/")[2]) <= 63
+
+
 def test_sfc_module_only_for_mappings_with_sfc_and_without_build() -> None:
     mappings = [
         {
