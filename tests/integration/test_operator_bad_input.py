@@ -95,3 +95,34 @@ def test_conflicting_selectors_refuse_the_later_cr(cluster: Cluster) -> None:
     cluster.wait_ready(NS, "second")
     body = cluster.wait_ready(NS, "first")
     assert body["status"]["nodes"]["selected"] == 2
+
+
+def test_older_cr_edited_over_a_node_where_a_newer_one_runs_is_refused(cluster: Cluster) -> None:
+    for node, pool in (("worker-0", "a"), ("worker-1", "a"), ("worker-2", "b")):
+        cluster.label_node(node, {"pool": pool})
+    cluster.create_onload(onload_body(name="first", selector={"pool": "a"}))
+    cluster.wait_ready(NS, "first")
+    cluster.create_onload(onload_body(name="second", selector={"pool": "b"}))
+    cluster.wait_ready(NS, "second")
+    cluster.patch_onload(NS, "first", {"spec": {"selector": {"pool": None, "node-role.kubernetes.io/worker": ""}}})
+    condition = cluster.wait_reason(NS, "first", "SelectorConflict")
+    assert "onload/second runs on worker-2" in condition["message"]
+    assert cluster.condition(NS, "first", "Degraded")["reason"] == "SelectorConflict"
+    wait_for(
+        lambda: ("Warning", "SelectorConflict") in {(e.type, e.reason) for e in cluster.events(NS, "first")},
+        message="a Warning Event SelectorConflict",
+    )
+    labels = cluster.node_labels()
+    assert not set(names.node_label_keys(NS, "first")) & set(labels["worker-2"])
+    assert all(names.onload_label(NS, "first") in labels[node] for node in ("worker-0", "worker-1"))
+    assert cluster.condition(NS, "second")["status"] == "True"
+    # Once the newer CR lets go of worker-2 (device plugin stopped, modules unloaded), the older one takes it.
+    cluster.patch_onload(NS, "second", {"spec": {"selector": {"pool": "none"}}})
+    wait_for(
+        lambda: (
+            cluster.wait_ready(NS, "first")["status"]["nodes"]
+            == {"selected": 3, "moduleReady": 3, "devicePluginReady": 3}
+        ),
+        message="the older CR running on all three nodes",
+    )
+    assert not set(names.node_label_keys(NS, "second")) & set(cluster.node_labels()["worker-2"])
