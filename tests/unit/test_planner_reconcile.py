@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING
-from onload_operator.planner.nodes import nodes_leaving
+from onload_operator.planner.nodes import nodes_leaving, orphaned_gate_labels
 from onload_operator.planner.reconcile import Plan
 from onload_operator.render import names
 from onload_operator.render.validation import (
@@ -416,3 +416,16 @@ def test_children_of_the_go_operator_are_taken_over_without_disruption() -> None
     assert init["image"] == "onload-user:8.1.2.26"
     assert result.status is not None
     assert conditions(result.status)["Progressing"] == ("True", "UpgradePending")
+
+
+def test_module_selector_label_of_a_deleted_cr_is_an_orphan_and_alone_needs_no_plugin_check() -> None:
+    leftover = {
+        names.module_selector_label("old", "gone"): "",
+        names.kmm_version_label("old", "gone-module"): "1",
+        names.module_selector_label("old", "kept"): "",  # no version label: not recognised as Onload's
+    }
+    assert orphaned_gate_labels(leftover, existing=set()) == [("old", "gone")]
+    assert orphaned_gate_labels(leftover, existing={("old", "gone")}) == []
+    world = World(cr_body(), {"worker-0": {names.module_selector_label("ns", "onload"): ""}})
+    [patch] = world.plan().node_patches  # nothing can be loaded there without a version label
+    assert dict(patch.labels) == {names.module_selector_label("ns", "onload"): None}
