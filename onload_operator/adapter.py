@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from onload_operator.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
 from onload_operator.metrics import OperatorMetrics
-from onload_operator.planner.compare import apply_reason
+from onload_operator.planner.compare import apply_reason, stale_selector_keys
 from onload_operator.planner.nodes import NodeLabelPatch
 from onload_operator.planner.reconcile import Apply, EventSpec, Plan
 from onload_operator.render import names
@@ -129,6 +129,10 @@ class KubernetesAdapter:
         if apply_reason(manifest, live) is None:
             return False
         if live is not None:
+            stale = stale_selector_keys(manifest, live)
+            if stale:
+                self._remove_module_selector_keys(namespace, name, stale)
+                return True
             with self._lock:
                 last = self._applied.get(key)
             if last == (applied_hash, live["metadata"].get("resourceVersion")):
@@ -178,6 +182,24 @@ class KubernetesAdapter:
             self._applied[key] = (applied_hash, written["metadata"].get("resourceVersion", ""))
         log.info("applied %s %s/%s (%s)", kind, namespace, name, apply.reason)
         return True
+
+    def _remove_module_selector_keys(self, namespace: str, name: str, keys: Sequence[str]) -> None:
+        self._write(
+            "patch",
+            MODULES,
+            lambda: self.custom.patch_namespaced_custom_object(
+                names.KMM_GROUP,
+                names.KMM_VERSION,
+                namespace,
+                MODULES,
+                name,
+                {"spec": {"selector": dict.fromkeys(keys)}},
+                field_manager=names.MANAGER,
+                _content_type=MERGE_PATCH,
+                _preload_content=False,
+            ),
+        )
+        log.info("removed selector keys %s that another manager left on Module %s/%s", keys, namespace, name)
 
     # --- nodes ----------------------------------------------------------------------------------------
 

@@ -51,6 +51,19 @@ def apply_reason(desired: dict[str, Any], live: dict[str, Any] | None) -> str | 
     live_hash = ((live.get("metadata") or {}).get("annotations") or {}).get(names.APPLIED_HASH_ANNOTATION)
     if live_hash != desired["metadata"]["annotations"][names.APPLIED_HASH_ANNOTATION]:
         return CHANGED
-    if not contains(live, desired):
+    if not contains(live, desired) or stale_selector_keys(desired, live):
         return DRIFTED
     return None
+
+
+def stale_selector_keys(desired: dict[str, Any], live: dict[str, Any]) -> list[str]:
+    """Keys of a live Module's node selector that the rendered Module does not set.
+
+    A Module's selector is a granular map, so an apply keeps keys owned by another field manager (a Module
+    created by the Go operator selects the CR's ``spec.selector``); such keys would make KMM unload on nodes
+    that stop matching them before the device plugin is stopped, so they are removed.
+    """
+    if desired.get("kind") != "Module":
+        return []
+    wanted = (desired.get("spec") or {}).get("selector") or {}
+    return sorted(set((live.get("spec") or {}).get("selector") or {}) - set(wanted))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+import pytest
+
 from onload_operator.render import names
 from tests.integration.node_order import UnloadOrder, changes_since
 from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster, wait_for
@@ -74,7 +76,11 @@ def test_selector_edit_unloads_only_after_the_device_plugin_left(cluster: Cluste
     assert cluster.wait_ready(NS, "onload")["status"]["nodes"]["selected"] == 1
 
 
-def test_takeover_of_modules_selecting_spec_selector_unloads_nowhere(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "previous_manager",
+    [names.MANAGER, "manager"],  # an earlier version of this operator; the Go operator (controller-runtime)
+)
+def test_takeover_of_modules_selecting_spec_selector_unloads_nowhere(tmp_path: Path, previous_manager: str) -> None:
     with simulated_cluster(tmp_path, kmm_worker_pods=True) as cluster:
         cluster.start_operator()
         cluster.create_onload(onload_body())
@@ -88,17 +94,30 @@ def test_takeover_of_modules_selecting_spec_selector_unloads_nowhere(tmp_path: P
             "metadata": {key: module["metadata"][key] for key in ("name", "namespace", "labels", "ownerReferences")},
             "spec": {**module["spec"], "selector": {WORKER: ""}},
         }
-        cluster.custom.patch_namespaced_custom_object(
-            names.KMM_GROUP,
-            names.KMM_VERSION,
-            NS,
-            "modules",
-            "onload-module",
-            old_module,
-            field_manager=names.MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )
+        if previous_manager == names.MANAGER:
+            cluster.custom.patch_namespaced_custom_object(
+                names.KMM_GROUP,
+                names.KMM_VERSION,
+                NS,
+                "modules",
+                "onload-module",
+                old_module,
+                field_manager=previous_manager,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+            )
+        else:
+            # Another manager's update: it owns the selector key, which this operator's applies never remove.
+            cluster.custom.patch_namespaced_custom_object(
+                names.KMM_GROUP,
+                names.KMM_VERSION,
+                NS,
+                "modules",
+                "onload-module",
+                {"spec": {"selector": {WORKER: "", SELECTOR_KEY: None}}},
+                field_manager=previous_manager,
+                _content_type="application/merge-patch+json",
+            )
         assert cluster.module(NS, "onload-module")["spec"]["selector"] == {WORKER: ""}
         for node in ("worker-0", "worker-1", "worker-2"):
             cluster.label_node(node, {SELECTOR_KEY: None})

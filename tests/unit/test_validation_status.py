@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason, contains
+from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason, contains, stale_selector_keys
 from onload_operator.planner.nodes import crs_to_wake, orphaned_gate_labels, removal_patches
 from onload_operator.render import names
 from onload_operator.render.status import Observation, compute_status
@@ -151,3 +151,14 @@ def test_node_events_wake_only_the_crs_concerned() -> None:
     leaving = {"pool": "c", names.onload_label("ns", "b"): "1"}
     assert crs_to_wake(leaving, selectors) == [("ns", "b")]
     assert crs_to_wake({"pool": "z"}, selectors) == []
+
+
+def test_selector_keys_left_by_another_manager_on_a_module_are_drift() -> None:
+    annotations = {names.APPLIED_HASH_ANNOTATION: "h"}
+    desired = {"kind": "Module", "metadata": {"annotations": annotations}, "spec": {"selector": {"mine": ""}}}
+    live = {"kind": "Module", "metadata": {"annotations": annotations}, "spec": {"selector": {"mine": "", "go": ""}}}
+    assert stale_selector_keys(desired, live) == ["go"]
+    assert apply_reason(desired, live) == DRIFTED
+    assert stale_selector_keys(desired, {**live, "spec": {"selector": {"mine": ""}}}) == []
+    daemonset = {**desired, "kind": "DaemonSet"}
+    assert stale_selector_keys(daemonset, {**live, "kind": "DaemonSet"}) == []
