@@ -179,6 +179,13 @@ class Cluster:
 
         return wait_for(ready, timeout, f"Onload {namespace}/{name} Ready")
 
+    def wait_node_counts(self, namespace: str, name: str, **counts: int) -> Any:
+        """Wait until the CR is Ready with these `status.nodes` counts; they follow node and pod events, not edits."""
+        return wait_for(
+            lambda: (b := self.wait_ready(namespace, name))["status"]["nodes"].items() >= counts.items() and b,
+            message=f"Onload {namespace}/{name} Ready with nodes {counts}",
+        )
+
     def wait_reason(self, namespace: str, name: str, reason: str, timeout: float = 20.0) -> Any:
         return wait_for(
             lambda: (c := self.condition(namespace, name)).get("reason") == reason and c,
