@@ -19,7 +19,7 @@ log = logging.getLogger("device_plugin")
 
 async def run_until_signalled(config: PluginConfig) -> int:
     metrics = PluginMetrics()
-    http = metrics.serve(config.metrics_address, config.metrics_port) if config.metrics_port else None
+    http = await metrics.serve(config.metrics_address, config.metrics_port) if config.metrics_port else None
     service = DevicePluginService(config, metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -40,8 +40,8 @@ async def run_until_signalled(config: PluginConfig) -> int:
     finally:
         stop_task.cancel()
         if http is not None:
-            http.shutdown()
-            http.server_close()
+            http.close()
+            await http.wait_closed()
 
 
 def main() -> None:

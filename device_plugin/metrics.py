@@ -1,10 +1,21 @@
-"""Prometheus metrics of the device plugin, kept in their own registry."""
+"""Prometheus metrics of the device plugin, kept in their own registry and served from the event loop.
+
+``/metrics`` is answered by the same asyncio loop that serves the kubelet's gRPC calls, so the DaemonSet's
+liveness probe on it fails when that loop is stuck. Serving it there also avoids prometheus_client's threaded
+HTTP server, whose loop wakes up twice a second while the plugin is otherwise idle.
+"""
 
 from __future__ import annotations
 
-from wsgiref.simple_server import WSGIServer
+import asyncio
+import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+
+REQUEST_TIMEOUT = 10.0
+"""Seconds a client may take to send its request line and headers."""
+MAX_HEADER_LINES = 100
 
 
 class PluginMetrics:
@@ -32,8 +43,46 @@ class PluginMetrics:
             "onload_device_plugin_healthy_devices", "Devices currently advertised Healthy", registry=self.registry
         )
         self.nics = Gauge("onload_device_plugin_nics", "Onload-capable NICs currently found", registry=self.registry)
+        # process_resident_memory_bytes and friends: the plugin runs on every node, so its footprint is watched.
+        ProcessCollector(registry=self.registry)
 
-    def serve(self, address: str, port: int) -> WSGIServer:
-        """Serve /metrics from a background thread (prometheus_client's own HTTP server)."""
-        server, _thread = start_http_server(port, addr=address, registry=self.registry)
-        return server
+    async def serve(self, address: str, port: int) -> asyncio.Server:
+        """Listen for HTTP/1.x ``GET /metrics``; every response closes its connection."""
+        return await asyncio.start_server(self._answer, address, port)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            headers: dict[str, str] = {}
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                request_line = await reader.readline()
+                for _ in range(MAX_HEADER_LINES):
+                    name, colon, value = (await reader.readline()).decode("latin-1").partition(":")
+                    if not colon:
+                        break  # the blank line that ends the headers, or the end of the stream
+                    headers[name.strip().lower()] = value.strip()
+            status, content_type, body = self._respond(request_line, headers.get("accept", ""))
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n"
+            )
+            writer.write(head.encode("latin-1") + (b"" if request_line.startswith(b"HEAD ") else body))
+            await writer.drain()
+        except (TimeoutError, ConnectionError, ValueError):
+            pass  # a client that went away or sent garbage gets no answer
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    def _respond(self, request_line: bytes, accept: str) -> tuple[str, str, bytes]:
+        """Status, content type and body; the exposition format is negotiated as prometheus_client does."""
+        parts = request_line.decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            return "400 Bad Request", "text/plain", b"bad request\n"
+        method, target = parts[0], parts[1].split("?", 1)[0]
+        if target != "/metrics":
+            return "404 Not Found", "text/plain", b"only /metrics is served here\n"
+        if method not in ("GET", "HEAD"):
+            return "405 Method Not Allowed", "text/plain", b"use GET\n"
+        encode, content_type = choose_encoder(accept)
+        return "200 OK", content_type, encode(self.registry)

@@ -1,0 +1,96 @@
+"""The device plugin's ``/metrics`` endpoint, served from the event loop, over real TCP connections."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from device_plugin.metrics import PluginMetrics
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[tuple[PluginMetrics, int]]:
+    metrics = PluginMetrics()
+    server = await metrics.serve("127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield metrics, port
+    server.close()
+    await server.wait_closed()
+
+
+async def exchange(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send raw bytes, read until the server closes, split the answer into status line, headers and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines)
+    return status, headers, body
+
+
+async def test_get_metrics_returns_the_registry_in_text_format(endpoint: tuple[PluginMetrics, int]) -> None:
+    metrics, port = endpoint
+    metrics.registrations.labels("ok").inc()
+    metrics.healthy_devices.set(7)
+    status, headers, body = await exchange(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n")
+    assert status == "HTTP/1.1 200 OK"
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert int(headers["Content-Length"]) == len(body)
+    text = body.decode()
+    assert 'onload_device_plugin_registrations_total{result="ok"} 1.0' in text
+    assert "onload_device_plugin_healthy_devices 7.0" in text
+    assert "process_resident_memory_bytes " in text
+
+
+async def test_prometheus_gets_openmetrics_when_it_asks(endpoint: tuple[PluginMetrics, int]) -> None:
+    _, port = endpoint
+    accept = b"Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n"
+    status, headers, body = await exchange(port, b"GET /metrics HTTP/1.1\r\n" + accept + b"\r\n")
+    assert status == "HTTP/1.1 200 OK"
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert body.endswith(b"# EOF\n")
+
+
+async def test_head_has_the_length_of_get_and_no_body(endpoint: tuple[PluginMetrics, int]) -> None:
+    _, port = endpoint
+    _, get_headers, get_body = await exchange(port, b"GET /metrics?x=1 HTTP/1.0\r\n\r\n")
+    status, headers, body = await exchange(port, b"HEAD /metrics HTTP/1.1\r\n\r\n")
+    assert status == "HTTP/1.1 200 OK"
+    assert body == b""
+    assert headers["Content-Length"] == get_headers["Content-Length"] == str(len(get_body))
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "expected"),
+    [
+        (b"GET / HTTP/1.1\r\n\r\n", "404 Not Found"),
+        (b"GET /metricsx HTTP/1.1\r\n\r\n", "404 Not Found"),
+        (b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "405 Method Not Allowed"),
+        (b"hello\r\n\r\n", "400 Bad Request"),
+        (b"GET /metrics SPDY/3\r\n\r\n", "400 Bad Request"),
+    ],
+)
+async def test_other_requests_get_a_clear_status(
+    endpoint: tuple[PluginMetrics, int], request_bytes: bytes, expected: str
+) -> None:
+    _, port = endpoint
+    status, headers, body = await exchange(port, request_bytes)
+    assert status == f"HTTP/1.1 {expected}"
+    assert int(headers["Content-Length"]) == len(body) > 0
+
+
+async def test_a_client_that_sends_nothing_does_not_block_others(endpoint: tuple[PluginMetrics, int]) -> None:
+    _, port = endpoint
+    _, silent = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        status, _, _ = await exchange(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+        assert status == "HTTP/1.1 200 OK"
+    finally:
+        silent.close()
+        await silent.wait_closed()
