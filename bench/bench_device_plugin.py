@@ -18,12 +18,14 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,8 @@ WARMUP = 300
 RESTARTS = 30
 MAX_PODS = 100
 IDLE_SECONDS = 5.0
+# The libraries the plugin process loads, in import order, for the memory floor of a bare interpreter.
+FLOOR_IMPORTS = ("asyncio", "grpc", "pydantic.main", "prometheus_client", "pyroute2")
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -143,6 +147,30 @@ def _memory_mb(pid: int) -> dict[str, float]:
     return {key: int(value.split()[0]) / 1024 for key, value in fields.items()}
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return str(response.read().decode())
+
+
+def import_floor() -> list[tuple[str, float]]:
+    """VmRSS of a fresh interpreter after each library the plugin loads, cumulatively: the part of the
+    plugin's memory that no plugin code can save."""
+    floor = []
+    for count in range(len(FLOOR_IMPORTS) + 1):
+        imports = "".join(f"import {name}; " for name in FLOOR_IMPORTS[:count])
+        code = f"{imports}print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmRSS')))"
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+        floor.append(("interpreter" if count == 0 else f"+ {FLOOR_IMPORTS[count - 1]}", int(out) / 1024))
+    return floor
+
+
 def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat_file:
         fields = stat_file.read().rsplit(")", 1)[1].split()
@@ -167,6 +195,7 @@ async def run_benchmark() -> dict[str, Any]:
     paths = _host_tree(root)
     kubelet = Kubelet(paths["dp"])
     await kubelet.start()
+    metrics_port = _free_port()
     plugin = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -177,7 +206,8 @@ async def run_benchmark() -> dict[str, Any]:
         f"-hostOnloadPath={paths['onload']}",
         f"-maxPods={MAX_PODS}",
         "-needNic=false",
-        "-metricsPort=0",
+        f"-metricsPort={metrics_port}",
+        "-metricsAddress=127.0.0.1",
         "-logLevel=warning",
         cwd=ROOT,
     )
@@ -198,6 +228,8 @@ async def run_benchmark() -> dict[str, Any]:
             await kubelet.restart()
             await _until(lambda n=count: kubelet.registrations == n and kubelet.lists == n, 10)
             restarts.append(time.perf_counter() - start)
+        scraped = await asyncio.to_thread(_scrape, metrics_port)
+        assert f'onload_device_plugin_registrations_total{{result="ok"}} {RESTARTS + 1}.0' in scraped, scraped
         rss_after = _memory_mb(plugin.pid)
     finally:
         plugin.send_signal(signal.SIGTERM)
@@ -210,6 +242,7 @@ async def run_benchmark() -> dict[str, Any]:
         "rss_idle": rss_idle,
         "rss_after": rss_after,
         "idle_cpu": idle_cpu,
+        "floor": import_floor(),
     }
 
 
@@ -252,6 +285,11 @@ def main() -> None:
     print(
         f"| of which anonymous / file-backed (shared library pages) | {after['RssAnon']:.1f} MB / "
         f"{after['RssFile']:.1f} MB | |"
+    )
+    floor = " → ".join(f"{name} {rss:.1f}" for name, rss in result["floor"])
+    print(
+        "\nThe plugin runs with its `/metrics` endpoint on, as in the DaemonSet, and the run scrapes it. "
+        f"Memory floor of the libraries alone (VmRSS in MB of a fresh interpreter, imports cumulative): {floor}."
     )
 
 
