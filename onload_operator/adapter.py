@@ -25,7 +25,7 @@ from onload_operator.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
 from onload_operator.metrics import OperatorMetrics
 from onload_operator.planner.compare import apply_reason, stale_selector_keys
 from onload_operator.planner.nodes import NodeLabelPatch
-from onload_operator.planner.reconcile import Apply, EventSpec, Plan
+from onload_operator.planner.reconcile import Apply, EventSpec, Plan, Recreate
 from onload_operator.render import names
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,26 @@ class KubernetesAdapter:
         log.info("applied %s %s/%s (%s)", kind, namespace, name, apply.reason)
         return True
 
+    def delete_child(self, namespace: str, recreate: Recreate) -> bool:
+        """Delete the DaemonSet pods first (foreground), only if it is still the one observed; True when deleted."""
+        options = client.V1DeleteOptions(
+            propagation_policy="Foreground", preconditions=client.V1Preconditions(uid=recreate.uid)
+        )
+        try:
+            self._write(
+                "delete",
+                "daemonsets",
+                lambda: self.apps.delete_namespaced_daemon_set(
+                    recreate.name, namespace, body=options, _preload_content=False
+                ),
+            )
+        except ApiException as error:
+            if error.status in (404, 409):  # gone already, or replaced by another object since
+                return False
+            raise
+        log.info("deleting DaemonSet %s/%s to create it again", namespace, recreate.name)
+        return True
+
     def _remove_module_selector_keys(self, namespace: str, name: str, keys: Sequence[str]) -> None:
         self._write(
             "patch",
@@ -285,7 +305,8 @@ class KubernetesAdapter:
     def execute(self, body: Mapping[str, Any], plan: Plan) -> int:
         """Carry out a plan in order (children, nodes, status, events); returns the number of writes made."""
         metadata = body.get("metadata") or {}
-        writes = sum(self.apply_child(apply) for apply in plan.applies)
+        writes = sum(self.delete_child(metadata["namespace"], recreate) for recreate in plan.recreates)
+        writes += sum(self.apply_child(apply) for apply in plan.applies)
         if plan.node_patches:
             self.patch_nodes(plan.node_patches)
             writes += len(plan.node_patches)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from onload_operator.render import names
@@ -67,3 +68,18 @@ def stale_selector_keys(desired: dict[str, Any], live: dict[str, Any]) -> list[s
         return []
     wanted = (desired.get("spec") or {}).get("selector") or {}
     return sorted(set((live.get("spec") or {}).get("selector") or {}) - set(wanted))
+
+
+def immutable_difference(desired: dict[str, Any], live: dict[str, Any]) -> str | None:
+    """What differs in fields the server never lets an update change, so the child must be created again.
+
+    A DaemonSet's ``spec.selector`` is immutable: the Go operator's first release selected its pods by
+    ``onload.amd.com/name`` alone, which this operator's apply cannot change.
+    """
+    if desired.get("kind") != "DaemonSet":
+        return None
+    wanted = (desired.get("spec") or {}).get("selector")
+    current = (live.get("spec") or {}).get("selector")
+    if current == wanted:
+        return None
+    return f"spec.selector is {json.dumps(current, sort_keys=True)}, not {json.dumps(wanted, sort_keys=True)}"

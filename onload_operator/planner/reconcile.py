@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onload_operator.api.v1alpha1 import Onload
-from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason
+from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason, immutable_difference
 from onload_operator.planner.conflicts import selector_conflict
 from onload_operator.planner.deployed import effective_onload
 from onload_operator.planner.nodes import NodeLabelPatch, plan_node_labels
 from onload_operator.planner.snapshot import OnloadEntry, Snapshot, child_key, selector_matches
 from onload_operator.render import names
 from onload_operator.render.children import render_children
-from onload_operator.render.status import DEGRADED, READY, Observation, compute_status
+from onload_operator.render.status import DEGRADED, READY, RECREATING, Observation, compute_status
 from onload_operator.render.validation import validate
 
 NORMAL = "Normal"
@@ -35,6 +35,15 @@ class Apply:
 
 
 @dataclass(frozen=True)
+class Recreate:
+    """Delete the device-plugin DaemonSet, whose selector is immutable, pods first; a later reconcile creates
+    it again. ``uid`` makes the delete a no-op when the object was already replaced by then."""
+
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
 class EventSpec:
     type: str
     reason: str
@@ -45,6 +54,7 @@ class EventSpec:
 class Plan:
     observation: Observation
     applies: list[Apply] = field(default_factory=list)
+    recreates: list[Recreate] = field(default_factory=list)
     node_patches: list[NodeLabelPatch] = field(default_factory=list)
     status: dict[str, Any] | None = None
     """The new status when it differs from the current one."""
@@ -52,11 +62,17 @@ class Plan:
 
     @property
     def writes(self) -> int:
-        return len(self.applies) + len(self.node_patches) + (self.status is not None) + len(self.events)
+        return (
+            len(self.applies)
+            + len(self.recreates)
+            + len(self.node_patches)
+            + (self.status is not None)
+            + len(self.events)
+        )
 
     def status_only(self) -> Plan:
         """Only the status and its Events: what can still be reported when the other writes keep failing."""
-        events = [e for e in self.events if e.reason not in _APPLY_EVENT_REASONS.values()]
+        events = [e for e in self.events if e.reason not in {*_APPLY_EVENT_REASONS.values(), RECREATING}]
         return Plan(self.observation, status=self.status, events=events)
 
 
@@ -142,9 +158,21 @@ def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int 
         names.kmm_version_label(namespace, names.module_name(name)) in labels for labels in snapshot.nodes.values()
     )
     effective, upgrade_pending = effective_onload(onload, snapshot.children, running)
-    applies = []
+    applies, recreates, recreating = [], [], None
     for manifest in render_children(effective, image):
-        reason = apply_reason(manifest, _as_dict(snapshot.children.get(child_key(manifest))))
+        live = _as_dict(snapshot.children.get(child_key(manifest)))
+        if live is not None and (live.get("metadata") or {}).get("deletionTimestamp"):
+            # Applying to an object on its way out changes nothing: create it again once it is gone.
+            recreating = recreating or f"{manifest['kind']} {manifest['metadata']['name']} is being deleted"
+            continue
+        difference = immutable_difference(manifest, live) if live is not None else None
+        if live is not None and difference is not None:
+            recreates.append(Recreate(manifest["metadata"]["name"], str(live["metadata"]["uid"])))
+            recreating = (
+                f"{manifest['kind']} {manifest['metadata']['name']}: {difference}; deleting it to create it again"
+            )
+            continue
+        reason = apply_reason(manifest, live)
         if reason is not None:
             applies.append(Apply(manifest, reason))
     component = effective.spec.onload
@@ -167,16 +195,18 @@ def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int 
         selected=nodes.selected,
         module_ready=nodes.module_ready,
         device_plugin_ready=int(ds_status.get("numberReady") or 0),
-        children_present=not any(a.reason == MISSING for a in applies),
+        children_present=not any(a.reason == MISSING for a in applies) and recreating is None,
         nodes_labelled=not nodes.labelling,
         version=component.version if running or nodes.patches else None,
         upgrade_pending=upgrade_pending,
+        recreating=recreating,
         outdated_device_plugin_pods=max(outdated, 0),
         errors=tuple(snapshot.recent_errors),
     )
     events = [EventSpec(NORMAL, _APPLY_EVENT_REASONS[a.reason], _apply_message(a)) for a in applies]
+    events += [EventSpec(NORMAL, RECREATING, str(recreating)) for _ in recreates[:1]]
     events += _node_events(namespace, name, component.version, nodes.patches)
-    return Plan(observation, applies=applies, node_patches=nodes.patches, events=events)
+    return Plan(observation, applies=applies, recreates=recreates, node_patches=nodes.patches, events=events)
 
 
 def _modules_held(

@@ -23,6 +23,7 @@ NO_NODES_SELECTED = "NoNodesSelected"
 ROLLING_OUT = "RollingOut"
 UPGRADE_PENDING = "UpgradePending"
 DEVICE_PLUGIN_RESTART_PENDING = "DevicePluginRestartPending"
+RECREATING = "Recreating"
 COMPLETE = "Complete"
 AS_EXPECTED = "AsExpected"
 RECONCILE_ERROR = "ReconcileError"
@@ -41,6 +42,8 @@ class Observation:
     nodes_labelled: bool = True
     version: str | None = None
     upgrade_pending: str | None = None
+    recreating: str | None = None
+    """Why a child is being deleted to be created again, when it is."""
     outdated_device_plugin_pods: int = 0
     errors: Sequence[str] = field(default_factory=tuple)
 
@@ -95,6 +98,8 @@ def _ready(obs: Observation) -> tuple[str, str, str]:
 def _progressing(obs: Observation, ready: str) -> tuple[str, str, str]:
     if obs.problems:
         return "False", obs.problems[0].reason, "nothing is changed until the problem is fixed"
+    if obs.recreating:
+        return "True", RECREATING, obs.recreating
     if obs.upgrade_pending:
         return "True", UPGRADE_PENDING, obs.upgrade_pending
     if obs.selected and ready != "True":

@@ -6,7 +6,7 @@ import copy
 
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING
 from onload_operator.planner.nodes import nodes_leaving, orphaned_gate_labels
-from onload_operator.planner.reconcile import Plan
+from onload_operator.planner.reconcile import Plan, Recreate
 from onload_operator.render import names
 from onload_operator.render.validation import (
     INVALID_REGEXP,
@@ -429,3 +429,30 @@ def test_module_selector_label_of_a_deleted_cr_is_an_orphan_and_alone_needs_no_p
     world = World(cr_body(), {"worker-0": {names.module_selector_label("ns", "onload"): ""}})
     [patch] = world.plan().node_patches  # nothing can be loaded there without a version label
     assert dict(patch.labels) == {names.module_selector_label("ns", "onload"): None}
+
+
+def test_daemonset_with_another_selector_is_deleted_pods_first_then_created_again() -> None:
+    world = converge(World(cr_body(), worker_nodes(2)))
+    key = ("DaemonSet", names.device_plugin_name("onload"))
+    live = world.children[key]
+    live["metadata"]["uid"] = "uid-of-v3.0"
+    live["spec"]["selector"] = {"matchLabels": {names.NAME_LABEL: key[1]}}  # the Go operator v3.0's selector
+    result = world.plan()
+    assert result.recreates == [Recreate(key[1], "uid-of-v3.0")]
+    assert result.applies == []
+    assert result.node_patches == [], "the nodes keep Onload loaded meanwhile"
+    assert result.status is not None
+    progressing = next(c for c in result.status["conditions"] if c["type"] == "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("True", "Recreating")
+    assert f'spec.selector is {{"matchLabels": {{"{names.NAME_LABEL}": "{key[1]}"}}}}' in progressing["message"]
+    assert [e.reason for e in result.events] == ["NodesNotReady", "Recreating"]
+    world.body["status"] = result.status
+    # While its pods are deleted (foreground), nothing is applied to it and no second delete is sent.
+    live["metadata"]["deletionTimestamp"] = NOW
+    waiting = world.plan()
+    assert (waiting.recreates, waiting.applies, waiting.node_patches) == ([], [], [])
+    assert conditions(waiting.status or world.body["status"])["Progressing"] == ("True", "Recreating")
+    del world.children[key]
+    again = world.plan()
+    assert [(a.manifest["kind"], a.reason) for a in again.applies] == [("DaemonSet", MISSING)]
+    assert again.recreates == []

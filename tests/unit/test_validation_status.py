@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason, contains, stale_selector_keys
+from onload_operator.planner.compare import (
+    CHANGED,
+    DRIFTED,
+    MISSING,
+    apply_reason,
+    contains,
+    immutable_difference,
+    stale_selector_keys,
+)
 from onload_operator.planner.nodes import crs_to_wake, orphaned_gate_labels, removal_patches
 from onload_operator.render import names
 from onload_operator.render.status import Observation, compute_status
@@ -162,3 +170,13 @@ def test_selector_keys_left_by_another_manager_on_a_module_are_drift() -> None:
     assert stale_selector_keys(desired, {**live, "spec": {"selector": {"mine": ""}}}) == []
     daemonset = {**desired, "kind": "DaemonSet"}
     assert stale_selector_keys(daemonset, {**live, "kind": "DaemonSet"}) == []
+
+
+def test_only_a_daemonset_selector_change_needs_the_object_created_again() -> None:
+    desired = {"kind": "DaemonSet", "spec": {"selector": {"matchLabels": {"a": "1", "b": "2"}}, "x": 1}}
+    assert immutable_difference(desired, {"spec": {"selector": {"matchLabels": {"b": "2", "a": "1"}}, "x": 2}}) is None
+    assert immutable_difference(desired, {"spec": {"selector": {"matchLabels": {"a": "1"}}}}) == (
+        'spec.selector is {"matchLabels": {"a": "1"}}, not {"matchLabels": {"a": "1", "b": "2"}}'
+    )
+    module = {"kind": "Module", "spec": {"selector": {"a": "1"}}}
+    assert immutable_difference(module, {"spec": {"selector": {"b": "1"}}}) is None
