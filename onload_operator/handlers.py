@@ -35,7 +35,6 @@ from onload_operator.render.status import ready_condition
 log = logging.getLogger(__name__)
 
 REGISTRY = kopf.OperatorRegistry()
-OWNED = {names.MANAGED_BY_LABEL: names.MANAGER}
 
 CrKey = tuple[str, str]
 
@@ -155,12 +154,24 @@ def node_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[str, dict[str,
     return {name: dict(labels)}
 
 
-@kopf.index(names.KMM_GROUP, names.KMM_VERSION, "modules", labels=OWNED, registry=REGISTRY)
+def _owner(meta: kopf.Meta) -> str | None:
+    for reference in meta.get("ownerReferences") or []:
+        if reference.get("kind") == "Onload" and reference.get("apiVersion", "").startswith(f"{GROUP}/"):
+            return str(reference.get("name"))
+    return None
+
+
+def owned_by_onload(meta: kopf.Meta, **_: Any) -> bool:
+    """Children are recognised by their owner reference, not by labels: the Go operator's first release set none."""
+    return _owner(meta) is not None
+
+
+@kopf.index(names.KMM_GROUP, names.KMM_VERSION, "modules", when=owned_by_onload, registry=REGISTRY)
 def owned_modules(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], Any]:
     return {(namespace or "", "Module", name): copy.deepcopy(dict(body))}
 
 
-@kopf.index("apps", "v1", "daemonsets", labels=OWNED, registry=REGISTRY)
+@kopf.index("apps", "v1", "daemonsets", when=owned_by_onload, registry=REGISTRY)
 def owned_daemonsets(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], Any]:
     return {(namespace or "", "DaemonSet", name): copy.deepcopy(dict(body))}
 
@@ -185,15 +196,8 @@ def onload_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) 
     context_of(memo).wake((namespace or "default", name))
 
 
-def _owner(meta: kopf.Meta) -> str | None:
-    for reference in meta.get("ownerReferences") or []:
-        if reference.get("kind") == "Onload" and reference.get("apiVersion", "").startswith(f"{GROUP}/"):
-            return str(reference.get("name"))
-    return None
-
-
-@kopf.on.event(names.KMM_GROUP, names.KMM_VERSION, "modules", labels=OWNED, registry=REGISTRY)
-@kopf.on.event("apps", "v1", "daemonsets", labels=OWNED, registry=REGISTRY)
+@kopf.on.event(names.KMM_GROUP, names.KMM_VERSION, "modules", when=owned_by_onload, registry=REGISTRY)
+@kopf.on.event("apps", "v1", "daemonsets", when=owned_by_onload, registry=REGISTRY)
 def child_changed(namespace: str | None, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     owner = _owner(meta)
     if owner is not None and namespace:

@@ -16,7 +16,8 @@ RULES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
     ("onload.amd.com", "onloads/finalizers", ("update",)),
     # Server-side apply: patch, and create when the apply creates the object (Kubernetes authorizes both).
     ("kmm.sigs.x-k8s.io", "modules", ("get", "list", "watch", "create", "patch")),
-    ("apps", "daemonsets", ("get", "list", "watch", "create", "patch")),
+    # delete: a DaemonSet whose immutable selector differs (the Go operator v3.0's) is created again.
+    ("apps", "daemonsets", ("get", "list", "watch", "create", "patch", "delete")),
     ("", "nodes", ("list", "watch", "patch")),
     ("", "pods", ("list",)),  # device-plugin pods on nodes that stop matching, before their modules are unloaded
     ("", "events", ("create",)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from onload_operator.rbac_rules import permissions
 from onload_operator.render import names
+from tests.integration.go_operator import leave_as_go_v3_0, live_daemonset
 from tests.integration.operator_harness import Cluster, Request, onload_body, wait_for
 
 NS = "onload"
@@ -47,6 +48,14 @@ def test_operator_calls_match_the_rbac_rules(cluster: Cluster) -> None:
     cluster.patch_onload(NS, "onload", {"spec": {"devicePlugin": {"maxPodsPerNode": 9}}})
     cluster.apps.delete_namespaced_daemon_set("onload-onload-device-plugin-ds", NS)
     wait_for(lambda: cluster.daemonset(NS, "onload-onload-device-plugin-ds") is not None)
+    cluster.wait_ready(NS, "onload")
+    cluster.stop_operator()
+    leave_as_go_v3_0(cluster)  # its DaemonSet is deleted and created again
+    cluster.start_operator()
+    wait_for(
+        lambda: names.MANAGED_BY_LABEL in live_daemonset(cluster)["spec"]["selector"]["matchLabels"],
+        message="the DaemonSet created again",
+    )
     cluster.wait_ready(NS, "onload")
     cluster.label_node("worker-2", {"node-role.kubernetes.io/worker": None})  # a node leaves
     module_key = names.kmm_version_label(NS, "onload-module")

@@ -1,0 +1,63 @@
+"""What the Go operator's first release (v3.0) leaves in a cluster, for takeover tests."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from onload_operator.render import names
+from tests.integration.operator_harness import Cluster, wait_for
+
+NS = "onload"
+DS = names.device_plugin_name("onload")
+V3_0_INIT = "onload-onload-device-plugin-init"
+
+
+def live_daemonset(cluster: Cluster) -> dict[str, Any]:
+    response = cluster.apps.read_namespaced_daemon_set(DS, NS, _preload_content=False)
+    body: dict[str, Any] = json.loads(response.read())
+    return body
+
+
+def v3_0_daemonset(current: dict[str, Any]) -> dict[str, Any]:
+    """The DaemonSet as the Go operator v3.0 made it: no recommended labels, selected by name only."""
+    template = copy.deepcopy(current["spec"]["template"])
+    template["metadata"] = {"labels": {names.NAME_LABEL: DS}}
+    template["spec"]["initContainers"][0]["name"] = V3_0_INIT
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": DS,
+            "namespace": NS,
+            "labels": {"onload-version": "8.1.2.26"},
+            "ownerReferences": current["metadata"]["ownerReferences"],
+        },
+        "spec": {
+            "selector": {"matchLabels": {names.NAME_LABEL: DS}},
+            "updateStrategy": {"type": "OnDelete"},
+            "template": template,
+        },
+    }
+
+
+def leave_as_go_v3_0(cluster: Cluster) -> None:
+    """Turn the children of Onload onload/onload, made by this operator (stopped), into those of the Go v3.0
+    operator: Modules without labels or annotations, and a DaemonSet selecting its pods by name alone."""
+    for module in ("onload-module", "onload-sfcmod"):
+        if cluster.module(NS, module) is not None:
+            cluster.custom.patch_namespaced_custom_object(
+                names.KMM_GROUP,
+                names.KMM_VERSION,
+                NS,
+                "modules",
+                module,
+                {"metadata": {"labels": None, "annotations": None}},
+                field_manager="manager",
+                _content_type="application/merge-patch+json",
+            )
+    old = v3_0_daemonset(live_daemonset(cluster))
+    cluster.apps.delete_namespaced_daemon_set(DS, NS, propagation_policy="Foreground")
+    wait_for(lambda: cluster.daemonset(NS, DS) is None, message="the operator's DaemonSet gone")
+    cluster.apps.create_namespaced_daemon_set(NS, old)

@@ -1,0 +1,85 @@
+"""Taking over what the Go operator's first release (v3.0) left: unlabelled Modules and a DaemonSet whose
+immutable selector is ``onload.amd.com/name`` alone. The real operator against kubesim."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from onload_operator.render import names
+from tests.integration.go_operator import leave_as_go_v3_0, live_daemonset
+from tests.integration.node_order import changes_since
+from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster, wait_for
+
+NS = "onload"
+DS = names.device_plugin_name("onload")
+GATE = names.onload_label(NS, "onload")
+ONLOAD_KEY = names.kmm_version_label(NS, "onload-module")
+UNLOAD_WORKER = "kmm.node.kubernetes.io/worker-action"
+
+
+def pod_events_since(cluster: Cluster, since: str) -> list[tuple[str, dict[str, Any]]]:
+    response = cluster.core.list_namespaced_pod(
+        NS, watch=True, resource_version=since, timeout_seconds=1, allow_watch_bookmarks=False, _preload_content=False
+    )
+    events = [json.loads(line) for line in response.read().decode().splitlines()]
+    return [(event["type"], event["object"]) for event in events]
+
+
+def running_plugin_pods(cluster: Cluster, selector: str) -> set[str]:
+    pods = cluster.core.list_namespaced_pod(NS, label_selector=selector).items
+    return {p.spec.node_name for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp}
+
+
+def test_v3_0_children_are_taken_over_and_the_daemonset_recreated_pods_first(tmp_path: Path) -> None:
+    with simulated_cluster(tmp_path, kmm_worker_pods=True) as cluster:
+        cluster.start_operator()
+        cluster.create_onload(onload_body())
+        cluster.wait_ready(NS, "onload")
+        cluster.stop_operator()
+        leave_as_go_v3_0(cluster)
+        old_selector = f"{names.NAME_LABEL}={DS},!{names.MANAGED_BY_LABEL}"
+        workers = {"worker-0", "worker-1", "worker-2"}
+        wait_for(lambda: running_plugin_pods(cluster, old_selector) == workers, message="v3.0 plugin pods running")
+        since = cluster.core.list_namespaced_pod(NS).metadata.resource_version
+        nodes_since = cluster.core.list_node().metadata.resource_version
+
+        cluster.start_operator()
+        wait_for(
+            lambda: live_daemonset(cluster)["spec"]["selector"]["matchLabels"].get(names.MANAGED_BY_LABEL),
+            message="the DaemonSet created again with the operator's selector",
+        )
+        cluster.wait_node_counts(NS, "onload", selected=3, moduleReady=3, devicePluginReady=3)
+
+        ds = live_daemonset(cluster)
+        assert [c["name"] for c in ds["spec"]["template"]["spec"]["initContainers"]] == ["init"]
+        assert "onload-version" not in ds["metadata"]["labels"]
+        assert names.MANAGED_BY_LABEL in cluster.module(NS, "onload-module")["metadata"]["labels"]
+        recreating = [e for e in cluster.events(NS, "onload") if e.reason == "Recreating"]
+        assert len(recreating) == 1
+        assert "spec.selector" in recreating[0].message
+        # On every node the v3.0 pod was gone before the new one was created: never two plugins on one kubelet.
+        events = pod_events_since(cluster, since)
+        for node in workers:
+            on_node = [
+                (kind, pod["metadata"].get("labels", {})) for kind, pod in events if pod["spec"].get("nodeName") == node
+            ]
+            old_deleted = [
+                i
+                for i, (kind, labels) in enumerate(on_node)
+                if kind == "DELETED" and names.MANAGED_BY_LABEL not in labels
+            ]
+            new_added = [
+                i for i, (kind, labels) in enumerate(on_node) if kind == "ADDED" and names.MANAGED_BY_LABEL in labels
+            ]
+            assert old_deleted, (node, on_node)
+            assert new_added, (node, on_node)
+            assert max(old_deleted) < min(new_added), (node, on_node)
+        # Onload stayed loaded throughout: no node lost a label and KMM started no unload.
+        nodes = changes_since(cluster.core.list_node, nodes_since)
+        assert all({GATE, ONLOAD_KEY} <= set(n["metadata"]["labels"]) for n in nodes)
+        unloads = changes_since(
+            cluster.core.list_namespaced_pod, since, namespace=NS, label_selector=f"{UNLOAD_WORKER}=unload"
+        )
+        assert unloads == [], "KMM started to unload during the takeover"
