@@ -141,8 +141,8 @@ def compute_status(obs: Observation, previous: dict[str, Any] | None, now: str) 
     }
     if obs.generation is not None:
         status["observedGeneration"] = obs.generation
-    if obs.version is not None:
-        status["version"] = obs.version
+    # None removes a version no node runs any longer (the status is merge-patched).
+    status["version"] = obs.version
     return status
 
 

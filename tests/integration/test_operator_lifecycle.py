@@ -200,3 +200,12 @@ def test_children_run_on_a_node_with_the_upgrade_taint(cluster: Cluster) -> None
     cluster.wait_node_counts(NS, "onload", selected=4, moduleReady=4, devicePluginReady=4)
     pods = cluster.core.list_namespaced_pod(NS, field_selector="spec.nodeName=tainted-0").items
     assert any(p.metadata.name.startswith(DS) and p.status.phase == "Running" for p in pods)
+
+
+def test_selecting_no_node_reports_it_and_clears_the_version(cluster: Cluster) -> None:
+    cluster.create_onload(onload_body())
+    assert cluster.wait_ready(NS, "onload")["status"]["version"] == "8.1.2.26"
+    cluster.patch_onload(NS, "onload", {"spec": {"selector": {"pool": "none"}}})
+    cluster.wait_reason(NS, "onload", "NoNodesSelected")
+    wait_for(lambda: "version" not in cluster.onload(NS, "onload")["status"], message="status.version removed")
+    assert labelled(cluster, ONLOAD_KEY) == set()

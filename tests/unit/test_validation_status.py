@@ -180,3 +180,13 @@ def test_only_a_daemonset_selector_change_needs_the_object_created_again() -> No
     )
     module = {"kind": "Module", "spec": {"selector": {"a": "1"}}}
     assert immutable_difference(module, {"spec": {"selector": {"b": "1"}}}) is None
+
+
+def test_status_version_is_removed_once_no_node_runs_it() -> None:
+    running = compute_status(
+        Observation(1, selected=1, module_ready=1, device_plugin_ready=1, version="9.0"), None, NOW
+    )
+    assert running["version"] == "9.0"
+    gone = compute_status(Observation(1, selected=0), running, NOW)
+    assert "version" in gone
+    assert gone["version"] is None, "null in the merge patch deletes the field"
