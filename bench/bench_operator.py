@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from kubesim.controllers import ControllerSettings  # noqa: E402
 from kubesim.simulator import Simulator  # noqa: E402
+from kubesim.testing import wait_for  # noqa: E402
 
 GROUP, VERSION, PLURAL = "onload.amd.com", "v1alpha1", "onloads"
 NAMESPACE = "bench"
@@ -55,16 +55,6 @@ def onload_body() -> dict[str, Any]:
             "devicePlugin": {},
         },
     }
-
-
-def poll(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 class Bench:
@@ -140,7 +130,7 @@ class OperatorProcess:
             stderr=subprocess.DEVNULL,
             cwd=ROOT,
         )
-        poll(self.scrape, 60, "the operator's /metrics")
+        wait_for(self.scrape, 60, "the operator's /metrics")
 
     def scrape(self) -> dict[str, float]:
         try:
@@ -169,7 +159,7 @@ def create_to_ready(nodes: int) -> dict[str, Any]:
         try:
             started = time.monotonic()
             bench.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, onload_body())
-            poll(lambda: bench.ready(nodes), 150, f"Ready on {nodes} nodes")
+            wait_for(lambda: bench.ready(nodes), 150, f"Ready on {nodes} nodes", interval=0.05)
             seconds = time.monotonic() - started
             reconciles = operator.reconciles("changed") + operator.reconciles("converged")
             writes_to_ready = bench.operator_writes()
@@ -183,7 +173,9 @@ def create_to_ready(nodes: int) -> dict[str, Any]:
                     {"metadata": {"labels": {"bench": str(i)}}},
                     _content_type="application/merge-patch+json",
                 )
-                poll(partial(lambda before: operator.reconciles("converged") > before, seen), 30, "an idle reconcile")
+                wait_for(
+                    partial(lambda before: operator.reconciles("converged") > before, seen), 30, "an idle reconcile"
+                )
                 woken += 1
             idle_writes = bench.operator_writes() - idle_writes_before
             rss = rss_kib(operator.process.pid)
@@ -207,7 +199,7 @@ def memory(nodes: int, pods: int) -> dict[str, int]:
         operator = OperatorProcess(bench)
         try:
             bench.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, onload_body())
-            poll(lambda: bench.ready(nodes), 150, f"Ready on {nodes} nodes")
+            wait_for(lambda: bench.ready(nodes), 150, f"Ready on {nodes} nodes", interval=0.05)
             with_nodes = rss_kib(operator.process.pid)
             extra = pods - nodes  # the DaemonSet already runs one pod per node
 
@@ -233,7 +225,7 @@ def memory(nodes: int, pods: int) -> dict[str, int]:
             bench.core.patch_node(
                 "worker-0", {"metadata": {"labels": {"bench": "pods"}}}, _content_type="application/merge-patch+json"
             )
-            poll(lambda: operator.reconciles("converged") > seen, 60, "a reconcile with the pods")
+            wait_for(lambda: operator.reconciles("converged") > seen, 60, "a reconcile with the pods")
             with_pods = rss_kib(operator.process.pid)
         finally:
             operator.stop()

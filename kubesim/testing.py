@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 from kubernetes.config import kube_config
 
 from kubesim.simulator import Simulator
@@ -30,20 +31,24 @@ from kubesim.simulator import Simulator
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, message: str = "") -> T:
-    """Poll ``predicate`` until it returns a truthy value and return that value; fail after ``timeout`` s."""
+def wait_for(predicate: Callable[[], T | None], timeout: float = 20.0, message: str = "", interval: float = 0.02) -> T:
+    """Poll ``predicate`` until it returns a truthy value and return that value; fail after ``timeout`` s.
+
+    An assertion, an API error or a missing key raised by ``predicate`` counts as "not yet" (the last one is
+    reported on time-out): objects a test waits for often do not exist at first.
+    """
     deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
+    last: object = None
     while True:
         try:
             result = predicate()
             if result:
                 return result
-        except AssertionError as error:
-            last_error = error
+            last = result
+        except (AssertionError, ApiException, KeyError) as error:
+            last = error
         if time.monotonic() > deadline:
-            detail = f" (last assertion: {last_error})" if last_error else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate!r}{detail}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate!r}: last {last!r}")
         time.sleep(interval)
 
 

@@ -30,7 +30,7 @@ from onload_operator.planner.nodes import crs_to_wake, nodes_leaving, orphaned_g
 from onload_operator.planner.reconcile import Plan, plan
 from onload_operator.planner.snapshot import OnloadEntry, Snapshot
 from onload_operator.render import names
-from onload_operator.render.status import ready_condition
+from onload_operator.render.status import READY, condition_of
 
 log = logging.getLogger(__name__)
 
@@ -283,8 +283,7 @@ def _record(context: OperatorContext, key: CrKey, current: Mapping[str, Any] | N
         "device_plugin_ready": obs.device_plugin_ready,
     }
     status = result.status if result.status is not None else current
-    condition = ready_condition(status)
-    context.metrics.record_nodes(*key, counts, bool(condition and condition.get("status") == "True"))
+    context.metrics.record_nodes(*key, counts, condition_of(status, READY).get("status") == "True")
     outcome = "invalid" if obs.problems else "changed" if writes else "converged"
     context.metrics.reconciles.labels(outcome).inc()
 

@@ -26,6 +26,7 @@ from kubernetes import client, config
 from kubesim.simulator import Simulator
 from onload_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 from onload_operator.config import OperatorConfig
+from onload_operator.render.status import READY, condition_of
 from onload_operator.runtime import OperatorThread
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,7 @@ def sample_documents() -> list[dict[str, Any]]:
 def progress_line(body: dict[str, Any]) -> str:
     status = body.get("status") or {}
     nodes = status.get("nodes") or {}
-    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready = condition_of(status, READY)
     return (
         f"Ready={ready.get('status', 'Unknown')} ({ready.get('reason', 'waiting for the operator')}) "
         f"nodes: {nodes.get('selected', 0)} selected, {nodes.get('moduleReady', 0)} with the module, "
@@ -84,8 +85,7 @@ def wait_until_ready(custom: Any, name: str, timeout: float) -> bool:
         if line != last:
             print(f"  {line}", flush=True)
             last = line
-        conditions = (body.get("status") or {}).get("conditions") or []
-        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+        if condition_of(body.get("status"), READY).get("status") == "True":
             return True
         time.sleep(0.2)
     return False

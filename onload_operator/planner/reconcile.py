@@ -19,7 +19,7 @@ from onload_operator.planner.nodes import NodeLabelPatch, plan_node_labels
 from onload_operator.planner.snapshot import OnloadEntry, Snapshot, child_key, selector_matches
 from onload_operator.render import names
 from onload_operator.render.children import render_children
-from onload_operator.render.status import DEGRADED, READY, RECREATING, Observation, compute_status
+from onload_operator.render.status import DEGRADED, READY, RECREATING, Observation, compute_status, condition_of
 from onload_operator.render.validation import validate
 
 NORMAL = "Normal"
@@ -81,19 +81,12 @@ def _status_differs(computed: Mapping[str, Any], current: Mapping[str, Any] | No
     return any(current.get(key) != value for key, value in computed.items())
 
 
-def _condition(status: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any]:
-    for condition in (status or {}).get("conditions") or []:
-        if condition.get("type") == type_:
-            return dict(condition)
-    return {}
-
-
 def _transition_events(previous: Mapping[str, Any] | None, status: Mapping[str, Any]) -> list[EventSpec]:
     """An Event whenever the Ready reason changes; a Warning when the CR is refused or degraded."""
-    before, after = _condition(previous, READY), _condition(status, READY)
+    before, after = condition_of(previous, READY), condition_of(status, READY)
     if (before.get("status"), before.get("reason")) == (after.get("status"), after.get("reason")):
         return []
-    degraded = _condition(status, DEGRADED).get("status") == "True"
+    degraded = condition_of(status, DEGRADED).get("status") == "True"
     return [EventSpec(WARNING if degraded else NORMAL, str(after["reason"]), str(after["message"]))]
 
 

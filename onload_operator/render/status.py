@@ -58,8 +58,8 @@ def set_condition(
     now: str,
 ) -> dict[str, Any]:
     """A condition, keeping the previous ``lastTransitionTime`` when its status did not change."""
-    old = next((c for c in previous if c.get("type") == type_), None)
-    since = old["lastTransitionTime"] if old and old.get("status") == status and old.get("lastTransitionTime") else now
+    old = condition_of({"conditions": previous}, type_)
+    since = old["lastTransitionTime"] if old.get("status") == status and old.get("lastTransitionTime") else now
     condition: dict[str, Any] = {
         "type": type_,
         "status": status,
@@ -146,5 +146,6 @@ def compute_status(obs: Observation, previous: dict[str, Any] | None, now: str) 
     return status
 
 
-def ready_condition(status: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return next((c for c in (status or {}).get("conditions") or [] if c.get("type") == READY), None)
+def condition_of(status: Mapping[str, Any] | None, type_: str) -> dict[str, Any]:
+    """The condition ``type_`` of a status, or {} when it has none."""
+    return next((dict(c) for c in (status or {}).get("conditions") or [] if c.get("type") == type_), {})

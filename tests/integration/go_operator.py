@@ -6,8 +6,9 @@ import copy
 import json
 from typing import Any
 
+from kubesim.testing import wait_for
 from onload_operator.render import names
-from tests.integration.operator_harness import Cluster, wait_for
+from tests.integration.operator_harness import Cluster
 
 NS = "onload"
 DS = names.device_plugin_name("onload")

@@ -6,8 +6,7 @@ Every HTTP request reaching kubesim is recorded with its user agent, so tests ca
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,10 @@ from kubernetes.client.exceptions import ApiException
 
 from kubesim.controllers import ControllerSettings
 from kubesim.simulator import Simulator
+from kubesim.testing import wait_for
 from onload_operator.config import OperatorConfig
 from onload_operator.render import names
+from onload_operator.render.status import READY, condition_of
 from onload_operator.runtime import OperatorThread
 from tests.unit.onload_samples import cr_body
 
@@ -30,23 +31,6 @@ CRD_DIR = ROOT / "crds"
 IMAGE = "registry.example.com/onload-device-plugin:1.0"
 GROUP, VERSION, PLURAL = "onload.amd.com", "v1alpha1", "onloads"
 OPERATOR_AGENTS = ("kopf/", names.MANAGER)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, message: str = "") -> Any:
-    """Poll until ``predicate`` returns a truthy value (returned); fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-            last = result
-        except (AssertionError, ApiException, KeyError) as error:
-            last = error
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}: last {last!r}")
-        time.sleep(0.02)
 
 
 @dataclass(frozen=True)
@@ -164,12 +148,12 @@ class Cluster:
         return [e for e in items if e.involved_object.name == name and e.involved_object.kind == "Onload"]
 
     def condition(self, namespace: str, name: str, type_: str = "Ready") -> dict[str, Any]:
-        return condition_of(self.onload(namespace, name), type_)
+        return condition_of(self.onload(namespace, name).get("status"), type_)
 
     def wait_ready(self, namespace: str, name: str, timeout: float = 20.0) -> Any:
         def ready() -> dict[str, Any] | None:
             body = self.onload(namespace, name)
-            condition = condition_of(body, "Ready")
+            condition = condition_of(body.get("status"), READY)
             if (
                 condition.get("status") == "True"
                 and condition.get("observedGeneration") == body["metadata"]["generation"]
@@ -186,17 +170,16 @@ class Cluster:
             message=f"Onload {namespace}/{name} Ready with nodes {counts}",
         )
 
-    def wait_reason(self, namespace: str, name: str, reason: str, timeout: float = 20.0) -> Any:
-        return wait_for(
-            lambda: (c := self.condition(namespace, name)).get("reason") == reason and c,
-            timeout,
-            f"Ready reason {reason} on Onload {namespace}/{name}",
-        )
+    def wait_reason(
+        self, namespace: str, name: str, reason: str, type_: str = "Ready", timeout: float = 20.0
+    ) -> dict[str, Any]:
+        """Wait until the CR's condition ``type_`` has ``reason``, and return that condition."""
 
+        def reached() -> dict[str, Any] | None:
+            condition = self.condition(namespace, name, type_)
+            return condition if condition.get("reason") == reason else None
 
-def condition_of(body: dict[str, Any], type_: str) -> dict[str, Any]:
-    status = body.get("status") or {}
-    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+        return wait_for(reached, timeout, f"{type_} reason {reason} on Onload {namespace}/{name}")
 
 
 def onload_body(name: str = "onload", namespace: str = "onload", **spec: Any) -> dict[str, Any]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from kubesim.testing import wait_for
 from onload_operator.render import names
-from tests.integration.operator_harness import Cluster, load_crd, onload_body, wait_for
+from tests.integration.operator_harness import Cluster, load_crd, onload_body
 
 NS = "onload"
 

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kubesim.testing import wait_for
 from onload_operator.render import names
 from tests.integration.go_operator import leave_as_go_v3_0, live_daemonset
 from tests.integration.node_order import changes_since
-from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster, wait_for
+from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster
 
 NS = "onload"
 DS = names.device_plugin_name("onload")

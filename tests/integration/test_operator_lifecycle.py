@@ -5,9 +5,10 @@ from __future__ import annotations
 import urllib.request
 from functools import partial
 
+from kubesim.testing import wait_for
 from onload_operator.render import names
 from tests.integration.node_order import UnloadOrder
-from tests.integration.operator_harness import IMAGE, Cluster, onload_body, wait_for
+from tests.integration.operator_harness import IMAGE, Cluster, onload_body
 
 NS = "onload"
 GATE = names.onload_label(NS, "onload")
@@ -129,9 +130,7 @@ def test_version_change_is_left_to_the_upgrade(cluster: Cluster) -> None:
     cluster.create_onload(onload_body())
     cluster.wait_ready(NS, "onload")
     cluster.patch_onload(NS, "onload", {"spec": {"onload": {"version": "9.0.0", "userImage": "onload-user:9.0.0"}}})
-    condition = wait_for(
-        lambda: (c := cluster.condition(NS, "onload", "Progressing")).get("reason") == "UpgradePending" and c
-    )
+    condition = cluster.wait_reason(NS, "onload", "UpgradePending", type_="Progressing")
     assert "8.1.2.26 -> 9.0.0" in condition["message"]
     module = cluster.module(NS, "onload-module")
     assert module is not None

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from kubesim.testing import wait_for
 from onload_operator.render import names
 from tests.integration.node_order import UnloadOrder, changes_since
-from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster, wait_for
+from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster
 
 NS = "onload"
 GATE = names.onload_label(NS, "onload")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.operator_harness import ROOT, onload_body, simulated_cluster, wait_for
+from kubesim.testing import wait_for
+from tests.integration.operator_harness import ROOT, onload_body, simulated_cluster
 
 
 def free_port() -> int:

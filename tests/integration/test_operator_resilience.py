@@ -6,8 +6,9 @@ from pathlib import Path
 
 from kubernetes import client
 
+from kubesim.testing import wait_for
 from onload_operator.render import names
-from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster, wait_for
+from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster
 
 NS = "onload"
 GATE = names.onload_label(NS, "onload")
@@ -92,10 +93,7 @@ def test_missing_kmm_is_reported_as_degraded(tmp_path: Path) -> None:
         wait_for(lambda: "modules.kmm.sigs.x-k8s.io" not in cluster.sim.crd_names(), message="KMM CRD gone")
         cluster.start_operator()
         cluster.create_onload(onload_body())
-        degraded = wait_for(
-            lambda: (c := cluster.condition(NS, "onload", "Degraded")).get("reason") == "ReconcileError" and c,
-            message="Degraded=True ReconcileError",
-        )
+        degraded = cluster.wait_reason(NS, "onload", "ReconcileError", type_="Degraded")
         assert "install Kernel Module Management" in degraded["message"]
         assert carrying(cluster, GATE, ONLOAD_KEY) == set()
 
