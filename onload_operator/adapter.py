@@ -157,22 +157,7 @@ class KubernetesAdapter:
             )
         else:
             try:
-                result = self._write(
-                    "apply",
-                    MODULES,
-                    lambda: self.custom.patch_namespaced_custom_object(
-                        names.KMM_GROUP,
-                        names.KMM_VERSION,
-                        namespace,
-                        MODULES,
-                        name,
-                        manifest,
-                        field_manager=names.MANAGER,
-                        force=True,
-                        _content_type=APPLY_PATCH,
-                        _preload_content=False,
-                    ),
-                )
+                result = self._patch_module("apply", namespace, name, manifest, APPLY_PATCH, force=True)
             except ApiException as error:
                 if error.status == 404:  # apply creates missing objects: the resource itself is missing
                     raise KmmMissingError() from error
@@ -203,9 +188,11 @@ class KubernetesAdapter:
         log.info("deleting DaemonSet %s/%s to create it again", namespace, recreate.name)
         return True
 
-    def _remove_module_selector_keys(self, namespace: str, name: str, keys: Sequence[str]) -> None:
-        self._write(
-            "patch",
+    def _patch_module(
+        self, verb: str, namespace: str, name: str, body: dict[str, Any], content_type: str, **options: Any
+    ) -> Any:
+        return self._write(
+            verb,
             MODULES,
             lambda: self.custom.patch_namespaced_custom_object(
                 names.KMM_GROUP,
@@ -213,12 +200,16 @@ class KubernetesAdapter:
                 namespace,
                 MODULES,
                 name,
-                {"spec": {"selector": dict.fromkeys(keys)}},
+                body,
                 field_manager=names.MANAGER,
-                _content_type=MERGE_PATCH,
+                _content_type=content_type,
                 _preload_content=False,
+                **options,
             ),
         )
+
+    def _remove_module_selector_keys(self, namespace: str, name: str, keys: Sequence[str]) -> None:
+        self._patch_module("patch", namespace, name, {"spec": {"selector": dict.fromkeys(keys)}}, MERGE_PATCH)
         log.info("removed selector keys %s that another manager left on Module %s/%s", keys, namespace, name)
 
     # --- nodes ----------------------------------------------------------------------------------------
