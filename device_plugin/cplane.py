@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from device_plugin.hostfs import read_text
+
 KNOWN_GOOD_RUNTIMES = frozenset({"cri-o", "containerd"})
 PARAMETERS_DIR = ("module", "onload", "parameters")
 SERVER_PATH_PARAMETER = "cplane_server_path"
@@ -130,11 +132,8 @@ def write_parameter(sysfs_root: str, name: str, value: str) -> None:
 
 
 def read_parameter(sysfs_root: str, name: str) -> str | None:
-    try:
-        with open(os.path.join(parameters_dir(sysfs_root), name), encoding="ascii", errors="replace") as handle:
-            return handle.read().rstrip("\n")
-    except OSError:
-        return None
+    text = read_text(os.path.join(parameters_dir(sysfs_root), name))
+    return None if text is None else text.rstrip("\n")
 
 
 def parameters_applied(sysfs_root: str, crictl_path: str, params: str) -> bool:

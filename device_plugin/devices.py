@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from device_plugin.hostfs import read_text
+
 HEALTHY = "Healthy"
 UNHEALTHY = "Unhealthy"
 DEVICE_ID_PREFIX = "sfc-"
@@ -48,14 +50,6 @@ class PluginDevice:
     numa_node: int | None
 
 
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            return handle.read().strip()
-    except OSError:
-        return None
-
-
 def read_nic(sysfs_root: str, ifname: str) -> Nic | None:
     """Classify interface ``ifname`` from ``<sysfs_root>/class/net/<ifname>/device``; None if not for Onload.
 
@@ -67,7 +61,7 @@ def read_nic(sysfs_root: str, ifname: str) -> Nic | None:
     device_dir = os.path.join(sysfs_root, "class", "net", ifname, "device")
     if not os.path.isdir(device_dir):
         return None
-    vendor = (_read_text(os.path.join(device_dir, "vendor")) or "").lower()
+    vendor = (read_text(os.path.join(device_dir, "vendor")) or "").strip().lower()
     try:
         driver = os.path.basename(os.readlink(os.path.join(device_dir, "driver")))
     except OSError:
@@ -78,7 +72,7 @@ def read_nic(sysfs_root: str, ifname: str) -> Nic | None:
 
 
 def _parse_numa(device_dir: str) -> int | None:
-    text = _read_text(os.path.join(device_dir, "numa_node"))
+    text = read_text(os.path.join(device_dir, "numa_node"))
     try:
         node = int(text) if text is not None else -1
     except ValueError:

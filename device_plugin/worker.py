@@ -31,6 +31,7 @@ from device_plugin.cplane import (
     running_container_id,
     server_params,
 )
+from device_plugin.hostfs import read_text
 from device_plugin.logs import configure_logging
 from device_plugin.watch import DirectoryWatch
 
@@ -40,14 +41,6 @@ ONLOAD_DEVICE = "onload"
 RECHECK_INTERVAL = 5.0
 RETRY_INTERVAL = 1.0
 API_BACKOFF_MAX = 5.0
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except OSError:
-        return ""
 
 
 def _pod_container_states(config: WorkerConfig) -> list[ContainerState]:
@@ -98,7 +91,7 @@ async def find_container_id(config: WorkerConfig) -> ContainerId:
             return parse_status_container_id(config.container_id)
         return ContainerId(runtime=None, id=config.container_id)
     if config.container_id_source in ("auto", "proc"):
-        found = container_id_from_proc(_read("/proc/self/cgroup"), _read("/proc/self/mountinfo"))
+        found = container_id_from_proc(read_text("/proc/self/cgroup") or "", read_text("/proc/self/mountinfo") or "")
         if found is not None:
             return found
         if config.container_id_source == "proc":
