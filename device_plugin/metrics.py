@@ -1,8 +1,8 @@
 """Prometheus metrics of the device plugin, kept in their own registry and served from the event loop.
 
-``/metrics`` is answered by the same asyncio loop that serves the kubelet's gRPC calls, so the DaemonSet's
-liveness probe on it fails when that loop is stuck. Serving it there also avoids prometheus_client's threaded
-HTTP server, whose loop wakes up twice a second while the plugin is otherwise idle.
+``/metrics`` is answered by the same asyncio loop that serves the kubelet's gRPC calls, so a scrape that times
+out shows that loop stuck. Serving it there also avoids prometheus_client's threaded HTTP server, whose loop
+wakes up twice a second while the plugin is otherwise idle.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ KUBELET_SOCKET_DIR = "/var/lib/kubelet/device-plugins"
 PLUGIN_SOCKET = f"{KUBELET_SOCKET_DIR}/onload.sock"
 """Socket the device plugin serves (its default ``-socketName``); its presence makes the plugin container ready."""
 PLUGIN_METRICS_PORT = 9120
-"""The device plugin's default ``-metricsPort``; its HTTP server answers the liveness probe."""
+"""The device plugin's default ``-metricsPort`` (Prometheus ``/metrics``)."""
 HOST_DEV = "/host/dev"
 """Where both containers see the host's /dev: a privileged container's own /dev is a copy taken when it starts,
 so it would never show the Onload device nodes that the module creates later."""
@@ -101,12 +101,12 @@ def _device_plugin_container(onload: Onload, image: str) -> Manifest:
             "args": [*device_plugin_args(onload), f"-devRoot={HOST_DEV}"],
             "securityContext": {"privileged": True},
             "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            # Named for a PodMonitor; with hostNetwork it is a port of the node.
+            "ports": [{"name": "metrics", "containerPort": PLUGIN_METRICS_PORT, "protocol": "TCP"}],
             "readinessProbe": {"exec": {"command": ["test", "-S", PLUGIN_SOCKET]}, "periodSeconds": 10},
-            "livenessProbe": {
-                "httpGet": {"path": "/metrics", "port": PLUGIN_METRICS_PORT},
-                "initialDelaySeconds": 15,
-                "periodSeconds": 20,
-            },
+            # No liveness probe: a restart by the kubelet runs preStop, which removes the host's Onload files, and
+            # only the init container (which a container restart does not run) puts them back. The plugin exits
+            # on its own when it cannot serve, and an exit does not run preStop.
             "lifecycle": {
                 "postStart": {
                     "exec": {

@@ -68,6 +68,9 @@ def test_device_plugin_container_args_parse_to_the_cr_settings(device_plugin: di
         == device_plugin.get("libMountPath", device_plugin.get("libMounthPath", "/usr/lib64"))
     )
     assert config.dev_root == "/host/dev"
+    assert containers(cr)["device-plugin"]["ports"] == [
+        {"name": "metrics", "containerPort": config.metrics_port, "protocol": "TCP"}
+    ]
 
 
 def test_worker_container_args_and_environment_parse() -> None:

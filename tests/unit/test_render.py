@@ -112,8 +112,17 @@ def test_daemonset_closes_the_go_gaps() -> None:
     for container in [*pod["initContainers"], *pod["containers"]]:
         assert container["resources"]["requests"]
     assert "readinessProbe" in pod["containers"][0]
-    assert "livenessProbe" in pod["containers"][0]
     assert "readinessProbe" in pod["containers"][1]
+
+
+def test_no_kubelet_restart_can_remove_the_host_onload_files() -> None:
+    """preStop removes hostOnloadPath and a container restart does not rerun the init container that fills it:
+    the kubelet must never restart a running container of the pod (no liveness or startup probe)."""
+    pod = device_plugin_daemonset(onload(), IMAGE)["spec"]["template"]["spec"]
+    assert "rm -r" in pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1]
+    for container in pod["containers"]:
+        assert "livenessProbe" not in container
+        assert "startupProbe" not in container
 
 
 def test_both_containers_watch_the_host_dev() -> None:
