@@ -94,6 +94,12 @@ def _selected(snapshot: Snapshot, selector: Mapping[str, str]) -> int:
     return sum(selector_matches(selector, labels) for labels in snapshot.nodes.values())
 
 
+def _onload_running(snapshot: Snapshot, namespace: str, name: str) -> bool:
+    """Whether any node runs (or is loading) this CR's Onload: it carries the KMM version label."""
+    key = names.kmm_version_label(namespace, names.module_name(name))
+    return any(key in labels for labels in snapshot.nodes.values())
+
+
 def _module_ready_nodes(snapshot: Snapshot, namespace: str, name: str) -> int:
     """Nodes where KMM reports the onload module loaded: what keeps running while a spec is refused."""
     ready = names.kmm_ready_label(namespace, names.module_name(name))
@@ -127,13 +133,16 @@ def plan(snapshot: Snapshot, device_plugin_image: str, now: str) -> Plan:
         if conflict is not None:
             problems.append(conflict)
     if onload is None or problems:
+        namespace, name = str(metadata.get("namespace") or ""), str(metadata["name"])
         selector = onload.spec.selector if onload is not None else {}
         observation = Observation(
             generation,
             problems=problems,
             selected=_selected(snapshot, selector),
-            module_ready=_module_ready_nodes(snapshot, str(metadata.get("namespace") or ""), str(metadata["name"])),
-            device_plugin_ready=int(_device_plugin_status(snapshot, str(metadata["name"])).get("numberReady") or 0),
+            module_ready=_module_ready_nodes(snapshot, namespace, name),
+            device_plugin_ready=int(_device_plugin_status(snapshot, name).get("numberReady") or 0),
+            # What keeps running while the spec is refused.
+            version=(previous_status or {}).get("version") if _onload_running(snapshot, namespace, name) else None,
         )
         result = Plan(observation)
     else:
@@ -147,23 +156,24 @@ def plan(snapshot: Snapshot, device_plugin_image: str, now: str) -> Plan:
 
 def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int | None) -> Plan:
     namespace, name = onload.metadata.namespace, onload.metadata.name
-    running = any(
-        names.kmm_version_label(namespace, names.module_name(name)) in labels for labels in snapshot.nodes.values()
-    )
+    running = _onload_running(snapshot, namespace, name)
     effective, upgrade_pending = effective_onload(onload, snapshot.children, running)
-    applies, recreates, recreating = [], [], None
+    applies: list[Apply] = []
+    recreating: str | None = None
+    replaced: tuple[str, str] | None = None  # (uid, why) of a live DaemonSet whose immutable fields differ
     for manifest in render_children(effective, image):
+        kind, child = manifest["kind"], manifest["metadata"]["name"]
         live = _as_dict(snapshot.children.get(child_key(manifest)))
         if live is not None and (live.get("metadata") or {}).get("deletionTimestamp"):
             # Applying to an object on its way out changes nothing: create it again once it is gone.
-            recreating = recreating or f"{manifest['kind']} {manifest['metadata']['name']} is being deleted"
+            recreating = (
+                f"{kind} {child} is being deleted and goes once its pods are gone (a pod on an unreachable node "
+                "stays Terminating until the node returns or the pod is deleted with --force)"
+            )
             continue
         difference = immutable_difference(manifest, live) if live is not None else None
         if live is not None and difference is not None:
-            recreates.append(Recreate(manifest["metadata"]["name"], str(live["metadata"]["uid"])))
-            recreating = (
-                f"{manifest['kind']} {manifest['metadata']['name']}: {difference}; deleting it to create it again"
-            )
+            replaced = (str(live["metadata"]["uid"]), f"{kind} {child}: {difference}")
             continue
         reason = apply_reason(manifest, live)
         if reason is not None:
@@ -181,6 +191,16 @@ def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int 
     held = _modules_held(namespace, name, snapshot.nodes, nodes.patches)
     if held:
         applies = [a for a in applies if a.manifest["kind"] != "Module" or a.reason == MISSING]
+    recreates = []
+    if replaced is not None:
+        uid, why = replaced
+        if held or not _module_records_deployment(snapshot, name):
+            # The DaemonSet may hold the only record of what the nodes run (adopted from the Go operator): it goes
+            # only once the onload Module carries that record.
+            recreating = f"{why}; it is deleted once the Modules are taken over"
+        else:
+            recreates.append(Recreate(names.device_plugin_name(name), uid))
+            recreating = f"{why}; deleting it, its pods first, to create it again"
     ds_status = _device_plugin_status(snapshot, name)
     outdated = int(ds_status.get("desiredNumberScheduled") or 0) - int(ds_status.get("updatedNumberScheduled") or 0)
     observation = Observation(
@@ -197,9 +217,15 @@ def _plan_valid(onload: Onload, snapshot: Snapshot, image: str, generation: int 
         errors=tuple(snapshot.recent_errors),
     )
     events = [EventSpec(NORMAL, _APPLY_EVENT_REASONS[a.reason], _apply_message(a)) for a in applies]
-    events += [EventSpec(NORMAL, RECREATING, str(recreating)) for _ in recreates[:1]]
+    if recreates:
+        events.append(EventSpec(NORMAL, RECREATING, str(recreating)))
     events += _node_events(namespace, name, component.version, nodes.patches)
     return Plan(observation, applies=applies, recreates=recreates, node_patches=nodes.patches, events=events)
+
+
+def _module_records_deployment(snapshot: Snapshot, name: str) -> bool:
+    module = snapshot.children.get(("Module", names.module_name(name))) or {}
+    return names.DEPLOYED_ANNOTATION in ((module.get("metadata") or {}).get("annotations") or {})
 
 
 def _modules_held(

@@ -75,6 +75,8 @@ class World:
 
     def carry_out(self, result: Plan) -> None:
         """Write a plan as the adapter does (children, then nodes, then status), then let KMM and the DaemonSet act."""
+        for recreate in result.recreates:  # the foreground deletion, finished at once
+            del self.children[("DaemonSet", recreate.name)]
         for apply in result.applies:
             self.children[(apply.manifest["kind"], apply.manifest["metadata"]["name"])] = copy.deepcopy(apply.manifest)
         for patch in result.node_patches:

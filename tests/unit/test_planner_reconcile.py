@@ -8,6 +8,7 @@ from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING
 from onload_operator.planner.nodes import nodes_leaving, orphaned_gate_labels
 from onload_operator.planner.reconcile import Plan, Recreate
 from onload_operator.render import names
+from onload_operator.render.status import condition_of
 from onload_operator.render.validation import (
     INVALID_REGEXP,
     INVALID_SPEC,
@@ -288,6 +289,7 @@ def test_bad_input_on_a_running_cr_keeps_its_children_and_labels() -> None:
     assert result.status is not None
     assert result.status["nodes"]["moduleReady"] == 2
     assert result.status["nodes"]["devicePluginReady"] == 2
+    assert result.status["version"] == "8.1.2.26"
     fixed = converge(World(cr_body(), world.nodes, world.children))
     assert conditions(fixed.body["status"])["Ready"] == ("True", "AllNodesReady")
 
@@ -442,7 +444,7 @@ def test_daemonset_with_another_selector_is_deleted_pods_first_then_created_agai
     assert result.applies == []
     assert result.node_patches == [], "the nodes keep Onload loaded meanwhile"
     assert result.status is not None
-    progressing = next(c for c in result.status["conditions"] if c["type"] == "Progressing")
+    progressing = condition_of(result.status, "Progressing")
     assert (progressing["status"], progressing["reason"]) == ("True", "Recreating")
     assert f'spec.selector is {{"matchLabels": {{"{names.NAME_LABEL}": "{key[1]}"}}}}' in progressing["message"]
     assert [e.reason for e in result.events] == ["NodesNotReady", "Recreating"]
@@ -456,3 +458,26 @@ def test_daemonset_with_another_selector_is_deleted_pods_first_then_created_agai
     again = world.plan()
     assert [(a.manifest["kind"], a.reason) for a in again.applies] == [("DaemonSet", MISSING)]
     assert again.recreates == []
+
+
+def test_v3_0_takeover_with_a_new_version_keeps_what_the_nodes_run() -> None:
+    """The v3.0 DaemonSet goes only once the onload Module records the deployed Onload, else the new version would
+    be rendered onto running nodes."""
+    world = _go_operator_cluster(2)
+    key = ("DaemonSet", names.device_plugin_name("onload"))
+    world.children[key]["metadata"]["uid"] = "uid-of-v3.0"
+    world.children[key]["spec"]["selector"] = {"matchLabels": {names.NAME_LABEL: key[1]}}
+    world.body["spec"]["onload"].update(version="9.0.0", userImage="onload-user:9.0.0")
+    first = world.plan()
+    assert first.recreates == [], "the Modules are not taken over yet"
+    assert first.status is not None
+    assert "deleted once the Modules are taken over" in condition_of(first.status, "Progressing")["message"]
+    converge(world)
+    recreated = [p for p in world.plans if p.recreates]
+    assert len(recreated) == 1
+    module = world.children[("Module", "onload-module")]
+    assert module["spec"]["moduleLoader"]["container"]["version"] == "8.1.2.26"
+    ds = world.children[key]
+    assert ds["spec"]["template"]["spec"]["initContainers"][0]["image"] == "onload-user:8.1.2.26"
+    assert names.MANAGED_BY_LABEL in ds["spec"]["selector"]["matchLabels"]
+    assert conditions(world.body["status"])["Progressing"] == ("True", "UpgradePending")
