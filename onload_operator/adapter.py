@@ -2,8 +2,9 @@
 
 It carries out plans: children by server-side apply under the field manager ``onload-operator`` with force,
 node labels and the CR status by JSON merge patch (the status through its subresource), and core/v1 Events.
-Before writing a child it re-reads it: a plan made from a watch cache that lags behind never causes a write
-that the live object does not need.
+Before applying a child it re-reads it: a plan made from a watch cache that lags behind never causes a write
+that the live object does not need. A DaemonSet to create again is deleted with a uid precondition instead, so
+a stale plan cannot delete its successor.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ class KubernetesAdapter:
         log.info("applied %s %s/%s (%s)", kind, namespace, name, apply.reason)
         return True
 
-    def delete_child(self, namespace: str, recreate: Recreate) -> bool:
+    def delete_daemonset(self, namespace: str, recreate: Recreate) -> bool:
         """Delete the DaemonSet pods first (foreground), only if it is still the one observed; True when deleted."""
         options = client.V1DeleteOptions(
             propagation_policy="Foreground", preconditions=client.V1Preconditions(uid=recreate.uid)
@@ -296,7 +297,7 @@ class KubernetesAdapter:
     def execute(self, body: Mapping[str, Any], plan: Plan) -> int:
         """Carry out a plan in order (children, nodes, status, events); returns the number of writes made."""
         metadata = body.get("metadata") or {}
-        writes = sum(self.delete_child(metadata["namespace"], recreate) for recreate in plan.recreates)
+        writes = sum(self.delete_daemonset(metadata["namespace"], recreate) for recreate in plan.recreates)
         writes += sum(self.apply_child(apply) for apply in plan.applies)
         if plan.node_patches:
             self.patch_nodes(plan.node_patches)

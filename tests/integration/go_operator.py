@@ -13,6 +13,7 @@ from tests.integration.operator_harness import Cluster
 NS = "onload"
 DS = names.device_plugin_name("onload")
 V3_0_INIT = "onload-onload-device-plugin-init"
+WORKER = "node-role.kubernetes.io/worker"
 
 
 def live_daemonset(cluster: Cluster) -> dict[str, Any]:
@@ -45,7 +46,9 @@ def v3_0_daemonset(current: dict[str, Any]) -> dict[str, Any]:
 
 def leave_as_go_v3_0(cluster: Cluster) -> None:
     """Turn the children of Onload onload/onload, made by this operator (stopped), into those of the Go v3.0
-    operator: Modules without labels or annotations, and a DaemonSet selecting its pods by name alone."""
+    operator: Modules without labels or annotations that select the CR's ``spec.selector``, nodes without the
+    Module selector label, and a DaemonSet selecting its pods by name alone."""
+    selector_key = names.module_selector_label(NS, "onload")
     for module in ("onload-module", "onload-sfcmod"):
         if cluster.module(NS, module) is not None:
             cluster.custom.patch_namespaced_custom_object(
@@ -54,10 +57,15 @@ def leave_as_go_v3_0(cluster: Cluster) -> None:
                 NS,
                 "modules",
                 module,
-                {"metadata": {"labels": None, "annotations": None}},
+                {
+                    "metadata": {"labels": None, "annotations": None},
+                    "spec": {"selector": {WORKER: "", selector_key: None}},
+                },
                 field_manager="manager",
                 _content_type="application/merge-patch+json",
             )
+    for node in cluster.node_labels():
+        cluster.label_node(node, {selector_key: None})
     old = v3_0_daemonset(live_daemonset(cluster))
     cluster.apps.delete_namespaced_daemon_set(DS, NS, propagation_policy="Foreground")
     wait_for(lambda: cluster.daemonset(NS, DS) is None, message="the operator's DaemonSet gone")

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kubesim.testing import wait_for
 from onload_operator.render import names
 from tests.integration.go_operator import leave_as_go_v3_0, live_daemonset
@@ -17,6 +19,7 @@ NS = "onload"
 DS = names.device_plugin_name("onload")
 GATE = names.onload_label(NS, "onload")
 ONLOAD_KEY = names.kmm_version_label(NS, "onload-module")
+READY = names.kmm_ready_label(NS, "onload-module")
 UNLOAD_WORKER = "kmm.node.kubernetes.io/worker-action"
 
 
@@ -33,13 +36,20 @@ def running_plugin_pods(cluster: Cluster, selector: str) -> set[str]:
     return {p.spec.node_name for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp}
 
 
-def test_v3_0_children_are_taken_over_and_the_daemonset_recreated_pods_first(tmp_path: Path) -> None:
+@pytest.mark.parametrize("new_version", [None, "9.0.0"])
+def test_v3_0_children_are_taken_over_and_the_daemonset_recreated_pods_first(
+    tmp_path: Path, new_version: str | None
+) -> None:
     with simulated_cluster(tmp_path, kmm_worker_pods=True) as cluster:
         cluster.start_operator()
         cluster.create_onload(onload_body())
         cluster.wait_ready(NS, "onload")
         cluster.stop_operator()
         leave_as_go_v3_0(cluster)
+        if new_version is not None:  # edited while the operator was away: the nodes keep what they run
+            cluster.patch_onload(
+                NS, "onload", {"spec": {"onload": {"version": new_version, "userImage": f"onload-user:{new_version}"}}}
+            )
         old_selector = f"{names.NAME_LABEL}={DS},!{names.MANAGED_BY_LABEL}"
         workers = {"worker-0", "worker-1", "worker-2"}
         wait_for(lambda: running_plugin_pods(cluster, old_selector) == workers, message="v3.0 plugin pods running")
@@ -54,12 +64,18 @@ def test_v3_0_children_are_taken_over_and_the_daemonset_recreated_pods_first(tmp
         cluster.wait_node_counts(NS, "onload", selected=3, moduleReady=3, devicePluginReady=3)
 
         ds = live_daemonset(cluster)
-        assert [c["name"] for c in ds["spec"]["template"]["spec"]["initContainers"]] == ["init"]
+        init = ds["spec"]["template"]["spec"]["initContainers"]
+        assert [(c["name"], c["image"]) for c in init] == [("init", "onload-user:8.1.2.26")]
         assert "onload-version" not in ds["metadata"]["labels"]
-        assert names.MANAGED_BY_LABEL in cluster.module(NS, "onload-module")["metadata"]["labels"]
+        module = cluster.module(NS, "onload-module")
+        assert names.MANAGED_BY_LABEL in module["metadata"]["labels"]
+        assert module["spec"]["moduleLoader"]["container"]["version"] == "8.1.2.26"
+        assert module["spec"]["selector"] == {names.module_selector_label(NS, "onload"): ""}
+        if new_version is not None:
+            assert cluster.condition(NS, "onload", "Progressing")["reason"] == "UpgradePending"
         recreating = [e for e in cluster.events(NS, "onload") if e.reason == "Recreating"]
-        assert len(recreating) == 1
-        assert "spec.selector" in recreating[0].message
+        assert recreating  # once, or twice when the second look came before the watch showed the deletion
+        assert all("spec.selector" in e.message for e in recreating)
         # On every node the v3.0 pod was gone before the new one was created: never two plugins on one kubelet.
         events = pod_events_since(cluster, since)
         for node in workers:
@@ -79,7 +95,7 @@ def test_v3_0_children_are_taken_over_and_the_daemonset_recreated_pods_first(tmp
             assert max(old_deleted) < min(new_added), (node, on_node)
         # Onload stayed loaded throughout: no node lost a label and KMM started no unload.
         nodes = changes_since(cluster.core.list_node, nodes_since)
-        assert all({GATE, ONLOAD_KEY} <= set(n["metadata"]["labels"]) for n in nodes)
+        assert all({GATE, ONLOAD_KEY, READY} <= set(n["metadata"]["labels"]) for n in nodes)
         unloads = changes_since(
             cluster.core.list_namespaced_pod, since, namespace=NS, label_selector=f"{UNLOAD_WORKER}=unload"
         )
