@@ -8,7 +8,7 @@ wakes up twice a second while the plugin is otherwise idle.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.exposition import choose_encoder
@@ -16,6 +16,7 @@ from prometheus_client.exposition import choose_encoder
 REQUEST_TIMEOUT = 10.0
 """Seconds a client may take to send its request line and headers."""
 MAX_HEADER_LINES = 100
+"""Header lines read at most; a request with more is answered as if it had ended there."""
 
 
 class PluginMetrics:
@@ -46,43 +47,44 @@ class PluginMetrics:
         # process_resident_memory_bytes and friends: the plugin runs on every node, so its footprint is watched.
         ProcessCollector(registry=self.registry)
 
-    async def serve(self, address: str, port: int) -> asyncio.Server:
+    async def serve(self, address: str, port: int, request_timeout: float = REQUEST_TIMEOUT) -> asyncio.Server:
         """Listen for HTTP/1.x ``GET /metrics``; every response closes its connection."""
-        return await asyncio.start_server(self._answer, address, port)
+        return await asyncio.start_server(partial(self._answer, request_timeout), address, port)
 
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _answer(self, request_timeout: float, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             headers: dict[str, str] = {}
-            async with asyncio.timeout(REQUEST_TIMEOUT):
+            async with asyncio.timeout(request_timeout):
                 request_line = await reader.readline()
                 for _ in range(MAX_HEADER_LINES):
                     name, colon, value = (await reader.readline()).decode("latin-1").partition(":")
                     if not colon:
                         break  # the blank line that ends the headers, or the end of the stream
                     headers[name.strip().lower()] = value.strip()
-            status, content_type, body = self._respond(request_line, headers.get("accept", ""))
+            status, extra, content_type, body = self._respond(request_line, headers.get("accept", ""))
             head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                f"HTTP/1.1 {status}\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n"
             )
             writer.write(head.encode("latin-1") + (b"" if request_line.startswith(b"HEAD ") else body))
             await writer.drain()
         except (TimeoutError, ConnectionError, ValueError):
-            pass  # a client that went away or sent garbage gets no answer
+            pass  # a client that went away, was too slow or sent garbage gets no answer
+        except asyncio.CancelledError:
+            pass  # the plugin is stopping: the connection is dropped, which is all a scraper needs to know
         finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            writer.close()  # sends what is buffered, then closes
 
-    def _respond(self, request_line: bytes, accept: str) -> tuple[str, str, bytes]:
-        """Status, content type and body; the exposition format is negotiated as prometheus_client does."""
+    def _respond(self, request_line: bytes, accept: str) -> tuple[str, str, str, bytes]:
+        """Status, extra header lines, content type and body; the exposition format is negotiated as
+        prometheus_client does."""
         parts = request_line.decode("latin-1").split()
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            return "400 Bad Request", "text/plain", b"bad request\n"
+            return "400 Bad Request", "", "text/plain", b"bad request\n"
         method, target = parts[0], parts[1].split("?", 1)[0]
         if target != "/metrics":
-            return "404 Not Found", "text/plain", b"only /metrics is served here\n"
+            return "404 Not Found", "", "text/plain", b"only /metrics is served here\n"
         if method not in ("GET", "HEAD"):
-            return "405 Method Not Allowed", "text/plain", b"use GET\n"
+            return "405 Method Not Allowed", "Allow: GET, HEAD\r\n", "text/plain", b"use GET\n"
         encode, content_type = choose_encoder(accept)
-        return "200 OK", content_type, encode(self.registry)
+        return "200 OK", "", content_type, encode(self.registry)

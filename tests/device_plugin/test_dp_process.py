@@ -47,9 +47,13 @@ async def test_plugin_process_registers_serves_metrics_and_cleans_up_on_sigterm(
         assert 'onload_device_plugin_allocations_total{result="ok"} 1.0' in metrics
         assert "onload_device_plugin_healthy_devices 3.0" in metrics
         assert exists(socket_path)
+        # A scraper that connected and sent nothing yet when SIGTERM comes.
+        _, idle_scraper = await asyncio.open_connection("127.0.0.1", port)
     finally:
         code, log = await stop_process(plugin)
+    idle_scraper.close()
     assert code == 0, log
+    assert "Traceback" not in log
     assert not exists(socket_path)
     await wait_for(lambda: kubelet.stream_ended == 1, message="ListAndWatch ended for the kubelet")
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
