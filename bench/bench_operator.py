@@ -30,10 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kubesim.controllers import ControllerSettings  # noqa: E402
+from kubesim.polling import wait_for  # noqa: E402
 from kubesim.simulator import Simulator  # noqa: E402
-from kubesim.testing import wait_for  # noqa: E402
+from onload_operator.api.v1alpha1 import GROUP, PLURAL, VERSION  # noqa: E402
+from onload_operator.render.status import READY, condition_of  # noqa: E402
 
-GROUP, VERSION, PLURAL = "onload.amd.com", "v1alpha1", "onloads"
 NAMESPACE = "bench"
 OPERATOR_AGENTS = ("kopf/", "onload-operator")
 CONTROLLERS = ControllerSettings(pod_start_delay=0.02, pod_stop_delay=0.02, kmm_load_delay=0.05, kmm_unload_delay=0.02)
@@ -88,7 +89,7 @@ class Bench:
     def ready(self, nodes: int) -> bool:
         body = self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "onload")
         status = body.get("status") or {}
-        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or [])
+        ready = condition_of(status, READY).get("status") == "True"
         return ready and (status.get("nodes") or {}).get("devicePluginReady") == nodes
 
     def stop(self) -> None:

@@ -14,7 +14,6 @@ its keyword arguments are those of :class:`kubesim.simulator.Simulator`.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,33 +22,12 @@ from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 from kubernetes.config import kube_config
 
+from kubesim.polling import wait_for
 from kubesim.simulator import Simulator
 
 T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T | None], timeout: float = 20.0, message: str = "", interval: float = 0.02) -> T:
-    """Poll ``predicate`` until it returns a truthy value and return that value; fail after ``timeout`` s.
-
-    An assertion, an API error or a missing key raised by ``predicate`` counts as "not yet" (the last one is
-    reported on time-out): objects a test waits for often do not exist at first.
-    """
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-            last = result
-        except (AssertionError, ApiException, KeyError) as error:
-            last = error
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate!r}: last {last!r}")
-        time.sleep(interval)
 
 
 @dataclass

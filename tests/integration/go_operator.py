@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any
 
-from kubesim.testing import wait_for
+from kubesim.polling import wait_for
 from onload_operator.render import names
 from tests.integration.operator_harness import Cluster
 

@@ -18,8 +18,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from kubesim.controllers import ControllerSettings
+from kubesim.polling import wait_for
 from kubesim.simulator import Simulator
-from kubesim.testing import wait_for
 from onload_operator.config import OperatorConfig
 from onload_operator.render import names
 from onload_operator.render.status import READY, condition_of
@@ -150,25 +150,19 @@ class Cluster:
     def condition(self, namespace: str, name: str, type_: str = "Ready") -> dict[str, Any]:
         return condition_of(self.onload(namespace, name).get("status"), type_)
 
-    def wait_ready(self, namespace: str, name: str, timeout: float = 20.0) -> Any:
-        def ready() -> dict[str, Any] | None:
+    def wait_ready(self, namespace: str, name: str, timeout: float = 20.0, **counts: int) -> Any:
+        """Wait until the CR is Ready for its current generation, with these ``status.nodes`` counts if given (they
+        follow node and pod events, so a Ready status may still show earlier ones), and return it."""
+
+        def reached() -> dict[str, Any] | None:
             body = self.onload(namespace, name)
-            condition = condition_of(body.get("status"), READY)
-            if (
-                condition.get("status") == "True"
-                and condition.get("observedGeneration") == body["metadata"]["generation"]
-            ):
-                return body
-            return None
+            ready = condition_of(body.get("status"), READY)
+            current = (
+                ready.get("status") == "True" and ready.get("observedGeneration") == body["metadata"]["generation"]
+            )
+            return body if current and body["status"]["nodes"].items() >= counts.items() else None
 
-        return wait_for(ready, timeout, f"Onload {namespace}/{name} Ready")
-
-    def wait_node_counts(self, namespace: str, name: str, **counts: int) -> Any:
-        """Wait until the CR is Ready with these `status.nodes` counts; they follow node and pod events, not edits."""
-        return wait_for(
-            lambda: (b := self.wait_ready(namespace, name))["status"]["nodes"].items() >= counts.items() and b,
-            message=f"Onload {namespace}/{name} Ready with nodes {counts}",
-        )
+        return wait_for(reached, timeout, f"Onload {namespace}/{name} Ready with nodes {counts}")
 
     def wait_reason(
         self, namespace: str, name: str, reason: str, type_: str = "Ready", timeout: float = 20.0

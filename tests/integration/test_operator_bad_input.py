@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kubesim.testing import wait_for
+from kubesim.polling import wait_for
 from onload_operator.render import names
 from tests.integration.operator_harness import Cluster, load_crd, onload_body
 
@@ -94,7 +94,7 @@ def test_conflicting_selectors_refuse_the_later_cr(cluster: Cluster) -> None:
     cluster.patch_onload(NS, "first", {"spec": {"selector": {"node-role.kubernetes.io/worker": "", "pool": None}}})
     cluster.label_node("worker-2", {"node-role.kubernetes.io/worker": None})
     cluster.wait_ready(NS, "second")
-    cluster.wait_node_counts(NS, "first", selected=2)
+    cluster.wait_ready(NS, "first", selected=2)
 
 
 def test_older_cr_edited_over_a_node_where_a_newer_one_runs_is_refused(cluster: Cluster) -> None:
@@ -118,5 +118,5 @@ def test_older_cr_edited_over_a_node_where_a_newer_one_runs_is_refused(cluster: 
     assert cluster.condition(NS, "second")["status"] == "True"
     # Once the newer CR lets go of worker-2 (device plugin stopped, modules unloaded), the older one takes it.
     cluster.patch_onload(NS, "second", {"spec": {"selector": {"pool": "none"}}})
-    cluster.wait_node_counts(NS, "first", selected=3, moduleReady=3, devicePluginReady=3)
+    cluster.wait_ready(NS, "first", selected=3, moduleReady=3, devicePluginReady=3)
     assert not set(names.node_label_keys(NS, "second")) & set(cluster.node_labels()["worker-2"])

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kubesim.testing import wait_for
+from kubesim.polling import wait_for
 from onload_operator.render import names
 from tests.integration.go_operator import leave_as_go_v3_0, live_daemonset
 from tests.integration.node_order import changes_since
@@ -61,7 +61,7 @@ def test_v3_0_children_are_taken_over_and_the_daemonset_recreated_pods_first(
             lambda: live_daemonset(cluster)["spec"]["selector"]["matchLabels"].get(names.MANAGED_BY_LABEL),
             message="the DaemonSet created again with the operator's selector",
         )
-        cluster.wait_node_counts(NS, "onload", selected=3, moduleReady=3, devicePluginReady=3)
+        cluster.wait_ready(NS, "onload", selected=3, moduleReady=3, devicePluginReady=3)
 
         ds = live_daemonset(cluster)
         init = ds["spec"]["template"]["spec"]["initContainers"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.request
 from functools import partial
 
-from kubesim.testing import wait_for
+from kubesim.polling import wait_for
 from onload_operator.render import names
 from tests.integration.node_order import UnloadOrder
 from tests.integration.operator_harness import IMAGE, Cluster, onload_body
@@ -123,7 +123,7 @@ def test_selector_change_moves_onload_between_nodes(cluster: Cluster) -> None:
     # The Modules select the label the operator moves, not spec.selector (KMM would unload under the plugin).
     assert cluster.module(NS, "onload-module")["spec"]["selector"] == {names.module_selector_label(NS, "onload"): ""}
     assert cluster.daemonset(NS, DS).spec.template.spec.node_selector == {"pool": "b"}
-    cluster.wait_node_counts(NS, "onload", selected=1)
+    cluster.wait_ready(NS, "onload", selected=1)
 
 
 def test_version_change_is_left_to_the_upgrade(cluster: Cluster) -> None:
@@ -168,7 +168,7 @@ def test_nodes_joining_leaving_and_relabelled(cluster: Cluster) -> None:
     cluster.wait_ready(NS, "onload")
     cluster.sim.add_nodes("late-0:labels=node-role.kubernetes.io/worker=")
     wait_for(lambda: "late-0" in labelled(cluster, GATE), message="the new node gets the gate label")
-    cluster.wait_node_counts(NS, "onload", selected=4)
+    cluster.wait_ready(NS, "onload", selected=4)
     order = UnloadOrder(cluster, NS, "onload", "worker-0")
     order.observe()
     cluster.label_node("worker-0", {"node-role.kubernetes.io/worker": None})
@@ -177,7 +177,7 @@ def test_nodes_joining_leaving_and_relabelled(cluster: Cluster) -> None:
     assert "worker-0" not in labelled(cluster, ONLOAD_KEY) | labelled(cluster, GATE)
     cluster.core.delete_node("worker-1")
     # The DaemonSet's status counts the deleted node's pod until the DaemonSet controller catches up.
-    cluster.wait_node_counts(NS, "onload", selected=2, devicePluginReady=2)
+    cluster.wait_ready(NS, "onload", selected=2, devicePluginReady=2)
 
 
 def test_deletion_removes_labels_and_children(cluster: Cluster) -> None:
@@ -196,7 +196,7 @@ def test_children_run_on_a_node_with_the_upgrade_taint(cluster: Cluster) -> None
     cluster.sim.add_nodes(
         f"tainted-0:labels=node-role.kubernetes.io/worker=:taints={names.UPGRADE_TAINT}=9.0.0:NoSchedule"
     )
-    cluster.wait_node_counts(NS, "onload", selected=4, moduleReady=4, devicePluginReady=4)
+    cluster.wait_ready(NS, "onload", selected=4, moduleReady=4, devicePluginReady=4)
     pods = cluster.core.list_namespaced_pod(NS, field_selector="spec.nodeName=tainted-0").items
     assert any(p.metadata.name.startswith(DS) and p.status.phase == "Running" for p in pods)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kubesim.testing import wait_for
+from kubesim.polling import wait_for
 from onload_operator.render import names
 from tests.integration.node_order import UnloadOrder, changes_since
 from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster
@@ -58,7 +58,7 @@ def test_unselected_node_keeps_its_modules_until_its_device_plugin_pod_is_gone(c
     wait_for(order.unloaded, message="the modules unloaded from worker-0 once its device-plugin pod is gone")
     order.assert_plugin_stopped_first()
     assert not {GATE, ONLOAD_KEY, SELECTOR_KEY} & set(cluster.node_labels()["worker-0"])
-    cluster.wait_node_counts(NS, "onload", selected=2, moduleReady=2, devicePluginReady=2)
+    cluster.wait_ready(NS, "onload", selected=2, moduleReady=2, devicePluginReady=2)
 
 
 def test_selector_edit_unloads_only_after_the_device_plugin_left(cluster: Cluster) -> None:
@@ -73,7 +73,7 @@ def test_selector_edit_unloads_only_after_the_device_plugin_left(cluster: Cluste
         wait_for(order.unloaded, message=f"the modules unloaded from {order.node}")
         order.assert_plugin_stopped_first()
     assert cluster.module(NS, "onload-module")["spec"]["selector"] == {SELECTOR_KEY: ""}
-    cluster.wait_node_counts(NS, "onload", selected=1)
+    cluster.wait_ready(NS, "onload", selected=1)
 
 
 @pytest.mark.parametrize(

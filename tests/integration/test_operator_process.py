@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kubesim.testing import wait_for
+from kubesim.polling import wait_for
 from tests.integration.operator_harness import ROOT, onload_body, simulated_cluster
 
 

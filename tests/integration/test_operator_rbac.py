@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubesim.testing import wait_for
+from kubesim.polling import wait_for
 from onload_operator.rbac_rules import permissions
 from onload_operator.render import names
 from tests.integration.go_operator import leave_as_go_v3_0, live_daemonset

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kubernetes import client
 
-from kubesim.testing import wait_for
+from kubesim.polling import wait_for
 from onload_operator.render import names
 from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster
 

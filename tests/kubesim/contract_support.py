@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client
 
+from kubesim.polling import wait_for
 from kubesim.simulator import Simulator
-from kubesim.testing import wait_for
 
 T = TypeVar("T")
 

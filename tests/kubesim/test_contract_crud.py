@@ -3,7 +3,7 @@
 import pytest
 from kubernetes import client
 
-from kubesim.testing import wait_for
+from kubesim.polling import wait_for
 from tests.kubesim.contract_support import Cluster
 
 pytestmark = pytest.mark.realcluster

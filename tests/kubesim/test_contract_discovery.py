@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from kubesim.testing import wait_for
+from kubesim.polling import wait_for
 from tests.kubesim.contract_support import WIDGET_CRD, WIDGET_GROUP, WIDGET_VERSION, Cluster
 
 pytestmark = pytest.mark.realcluster

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from kubesim.testing import wait_for
+from kubesim.polling import wait_for
 from tests.kubesim.contract_support import PAUSE_IMAGE, Cluster
 
 pytestmark = pytest.mark.realcluster

@@ -11,7 +11,8 @@ import pytest
 from kopf.testing import KopfRunner
 from kubernetes import client, config
 
-from kubesim.testing import KubesimCluster, wait_for
+from kubesim.polling import wait_for
+from kubesim.testing import KubesimCluster
 
 WIDGET_CRD = """
 apiVersion: apiextensions.k8s.io/v1

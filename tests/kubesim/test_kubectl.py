@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubesim.testing import wait_for
+from kubesim.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl")

@@ -9,8 +9,8 @@ import pytest
 from kubernetes import client, config, watch
 
 from kubesim.controllers import ControllerSettings
+from kubesim.polling import wait_for
 from kubesim.simulator import Simulator
-from kubesim.testing import wait_for
 
 NODES = "worker-[0-2]:labels=node-role.kubernetes.io/worker=:capacity=amd.com/onload=1;infra-0"
 SETTINGS = ControllerSettings(pod_start_delay=0.01, pod_stop_delay=0.01, kmm_load_delay=0.02, kmm_unload_delay=0.01)
