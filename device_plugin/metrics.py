@@ -61,12 +61,7 @@ class PluginMetrics:
                     if not colon:
                         break  # the blank line that ends the headers, or the end of the stream
                     headers[name.strip().lower()] = value.strip()
-            status, extra, content_type, body = self._respond(request_line, headers.get("accept", ""))
-            head = (
-                f"HTTP/1.1 {status}\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n"
-            )
-            writer.write(head.encode("latin-1") + (b"" if request_line.startswith(b"HEAD ") else body))
+            writer.write(self._response(request_line, headers.get("accept", "")))
             await writer.drain()
         except (TimeoutError, ConnectionError, ValueError):
             pass  # a client that went away, was too slow or sent garbage gets no answer
@@ -75,16 +70,22 @@ class PluginMetrics:
         finally:
             writer.close()  # sends what is buffered, then closes
 
-    def _respond(self, request_line: bytes, accept: str) -> tuple[str, str, str, bytes]:
-        """Status, extra header lines, content type and body; the exposition format is negotiated as
-        prometheus_client does."""
+    def _response(self, request_line: bytes, accept: str) -> bytes:
+        """The whole HTTP response; the exposition format is negotiated as prometheus_client does."""
         parts = request_line.decode("latin-1").split()
+        method = parts[0] if parts else ""
+        extra, content_type = "", "text/plain"
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            return "400 Bad Request", "", "text/plain", b"bad request\n"
-        method, target = parts[0], parts[1].split("?", 1)[0]
-        if target != "/metrics":
-            return "404 Not Found", "", "text/plain", b"only /metrics is served here\n"
-        if method not in ("GET", "HEAD"):
-            return "405 Method Not Allowed", "Allow: GET, HEAD\r\n", "text/plain", b"use GET\n"
-        encode, content_type = choose_encoder(accept)
-        return "200 OK", "", content_type, encode(self.registry)
+            status, body = "400 Bad Request", b"bad request\n"
+        elif parts[1].split("?", 1)[0] != "/metrics":
+            status, body = "404 Not Found", b"only /metrics is served here\n"
+        elif method not in ("GET", "HEAD"):
+            status, body, extra = "405 Method Not Allowed", b"use GET\n", "Allow: GET, HEAD\r\n"
+        else:
+            encode, content_type = choose_encoder(accept)
+            status, body = "200 OK", encode(self.registry)
+        head = (
+            f"HTTP/1.1 {status}\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        return head.encode("latin-1") + (b"" if method == "HEAD" else body)
