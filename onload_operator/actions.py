@@ -1,0 +1,114 @@
+"""The writes the operator makes, as values: the planner and the upgrade machine return them in order, and the
+I/O layer's executor carries them out one after the other.
+
+Order matters: a node's upgrade state is persisted (``PatchNode``) before the side effect it announces, and the
+executor stops at the first action that fails, so a later action never runs without the earlier ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from onload_operator.observed import Taint
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ApplyChild:
+    """Server-side apply of a child; ``reason`` is missing, changed or drifted."""
+
+    manifest: Manifest
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeleteChild:
+    """Delete a child, its dependents (pods) first, only if it is still the object ``uid`` observed."""
+
+    kind: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class PatchNode:
+    """Merge-patch a node's labels and annotations (None removes a key).
+
+    With ``taints`` set, the node's whole ``spec.taints`` list is replaced; the patch then carries
+    ``resource_version`` as a precondition, so a taint another actor added meanwhile is never lost (the write
+    fails with a conflict and the next reconcile starts from the new object).
+    """
+
+    node: str
+    labels: Mapping[str, str | None] = field(default_factory=dict)
+    annotations: Mapping[str, str | None] = field(default_factory=dict)
+    taints: tuple[Taint, ...] | None = None
+    resource_version: str | None = None
+
+
+@dataclass(frozen=True)
+class EvictPod:
+    """Ask the Eviction API to evict a pod (PodDisruptionBudgets apply); the outcome is reported, not raised."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    """Delete a pod outright (the upgrade policy ``onEvictionTimeout: Force``), if it is still ``uid``."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class PatchStatus:
+    """Merge-patch the CR's status subresource."""
+
+    status: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """The object an Event is about."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str = ""
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    """A core/v1 Event; best effort: failing to post one never fails a reconcile."""
+
+    involved: ObjectRef
+    type: str
+    reason: str
+    message: str
+
+
+Action = ApplyChild | DeleteChild | PatchNode | EvictPod | DeletePod | PatchStatus | PostEvent
+
+
+class EvictionOutcome(Enum):
+    EVICTED = "evicted"
+    GONE = "gone"
+    """The pod no longer exists (or is another pod by now)."""
+    BLOCKED = "blocked"
+    """Refused for now (429), typically by a PodDisruptionBudget; the message names it."""
+
+
+@dataclass(frozen=True)
+class EvictionResult:
+    pod: EvictPod | DeletePod
+    outcome: EvictionOutcome
+    message: str = ""
