@@ -18,8 +18,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {
         "name": "Version",
         "type": "string",
-        "jsonPath": ".spec.onload.version",
-        "description": "Onload version requested.",
+        "jsonPath": ".status.version",
+        "description": "Onload version that the selected nodes run (several while a rollout is under way).",
     },
     {
         "name": "Ready",
@@ -47,10 +47,9 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     },
     {
         "name": "Upgraded",
-        "type": "integer",
-        "priority": 1,
-        "jsonPath": ".status.upgrade.upgradedNodes",
-        "description": "Selected nodes running the requested version during an upgrade.",
+        "type": "string",
+        "jsonPath": ".status.upgrade.progress",
+        "description": "Nodes that run the version being rolled out, out of the selected nodes (done/total).",
     },
     {
         "name": "Reason",
@@ -72,6 +71,8 @@ def _structural(node: Schema, defs: dict[str, Schema]) -> Schema:
         merged = {**target, **{key: value for key, value in node.items() if key != "$ref"}}
         return _structural(merged, defs)
     any_of = node.get("anyOf")
+    if any_of is not None and node.get("x-kubernetes-int-or-string"):
+        return _structural({key: value for key, value in node.items() if key != "anyOf"}, defs)
     if any_of is not None:
         non_null = [option for option in any_of if option.get("type") != "null"]
         if len(non_null) != 1:

@@ -5,6 +5,8 @@ A cluster can move between the Go operator and this one because both use exactly
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Final
 
 MANAGER: Final = "onload-operator"
@@ -13,6 +15,10 @@ MANAGER: Final = "onload-operator"
 MODULE_SUFFIX: Final = "-module"
 SFC_MODULE_SUFFIX: Final = "-sfcmod"
 DEVICE_PLUGIN_SUFFIX: Final = "-onload-device-plugin-ds"
+"""The one device-plugin DaemonSet of the Go operator and of this operator's first release (see planner.takeover)."""
+DEVICE_PLUGIN_REVISION_INFIX: Final = "-onload-dp-"
+MAX_LABEL_VALUE: Final = 63
+_NOT_NAME_CHARACTERS: Final = re.compile(r"[^a-z0-9.-]+")
 
 KMM_GROUP: Final = "kmm.sigs.x-k8s.io"
 KMM_VERSION: Final = "v1beta1"
@@ -33,6 +39,10 @@ APPLIED_HASH_ANNOTATION: Final = "onload.amd.com/applied-hash"
 FINALIZER: Final = "onload.amd.com/finalizer"
 UPGRADE_TAINT: Final = "onload.amd.com/upgrade"
 """Taint the node-by-node upgrade puts on the node it works on; every child tolerates it."""
+UPGRADE_ANNOTATION: Final = "onload.amd.com/upgrade"
+"""Node annotation holding the node's upgrade state (see upgrade.state); its presence hands the node to the upgrade."""
+REVISIONS_ANNOTATION: Final = "onload.amd.com/revisions"
+"""JSON on the onload Module: for every revision that nodes run or are moved to, what it deploys (upgrade.revisions)."""
 
 RESOURCE_NAME: Final = "amd.com/onload"
 MAX_NAME_AND_NAMESPACE: Final = 32
@@ -56,6 +66,22 @@ def device_plugin_name(name: str) -> str:
     return f"{name}{DEVICE_PLUGIN_SUFFIX}"
 
 
+def device_plugin_revision_name(name: str, revision: str) -> str:
+    """The device-plugin DaemonSet of one revision: ``<name>-onload-dp-<revision>``, at most 63 characters.
+
+    The revision is kept as it is where it is a valid name part; otherwise (upper case, ``_``) or when too long,
+    a lower-cased prefix of it is followed by a hash of the whole, so two revisions never share a name.
+    """
+    prefix = f"{name}{DEVICE_PLUGIN_REVISION_INFIX}"
+    slug = _NOT_NAME_CHARACTERS.sub("-", revision.lower()).strip("-.")
+    if slug == revision and len(prefix) + len(slug) <= MAX_LABEL_VALUE:
+        return prefix + slug
+    digest = hashlib.sha256(revision.encode()).hexdigest()[:8]
+    room = MAX_LABEL_VALUE - len(prefix) - len(digest) - 1
+    head = slug[: max(room, 0)].rstrip("-.")
+    return f"{prefix}{head}-{digest}" if head else f"{prefix}{digest}"
+
+
 def kmm_version_label(namespace: str, module: str) -> str:
     """KMM's ordered-upgrade label: KMM loads version V of the Module only on nodes labelled with V."""
     return f"{KMM_VERSION_LABEL_PREFIX}.{namespace}.{module}"
@@ -64,6 +90,11 @@ def kmm_version_label(namespace: str, module: str) -> str:
 def kmm_ready_label(namespace: str, module: str) -> str:
     """The label KMM puts on a node once the Module is loaded there."""
     return f"{KMM_LABEL_PREFIX}{namespace}.{module}.ready"
+
+
+def kmm_version_ready_label(namespace: str, module: str) -> str:
+    """The label whose value is the version of the Module that KMM loaded on a node."""
+    return f"{KMM_LABEL_PREFIX}{namespace}.{module}.version.ready"
 
 
 def onload_label(namespace: str, name: str) -> str:
