@@ -17,6 +17,11 @@ Loading takes ``kmm_load_delay`` seconds and sets ``kmm.node.kubernetes.io/<ns>.
 module: the Module gets a Warning Event ``FailedLoad`` once per node and version. The Module status counts
 ``moduleLoader.{nodesMatchingSelectorNumber, desiredNumber, availableNumber}`` are kept current.
 
+As KMM v2 does, a node with a ``NoSchedule`` or ``NoExecute`` taint that neither the Module's ``spec.tolerations``
+nor KMM's own tolerations (disk, memory and PID pressure) tolerate is not a target: nothing is loaded or unloaded
+there (whatever is loaded stays loaded) and it is left out of the status counts until the taint goes or is
+tolerated.
+
 With ``worker_pods`` each load or unload also runs a KMM v2 style worker pod ``kmm-worker-<node>-<module>`` in
 the Module's namespace, labelled ``kmm.node.kubernetes.io/module.name=<module>``: it exists while the step is in
 progress and is deleted (after being reported Succeeded) when the step is done; a failing load leaves a Failed
@@ -36,7 +41,7 @@ from typing import Any
 import re2
 
 from kubesim.controllers.runtime import DelayQueue, Key, ResourceCache, WorkQueue, now_rfc3339, object_key
-from kubesim.controllers.scheduling import matches_labels, node_labels
+from kubesim.controllers.scheduling import has_untolerated_taint, matches_labels, node_labels
 from kubesim.errors import ApiError
 from kubesim.objectstore import JsonObject, ObjectStore
 
@@ -50,6 +55,12 @@ MODULE_NAME_LABEL = "kmm.node.kubernetes.io/module.name"
 LABEL_PREFIX = "kmm.node.kubernetes.io/"
 
 _ABSENT = None
+KMM_TOLERATIONS: tuple[JsonObject, ...] = tuple(
+    {"key": f"node.kubernetes.io/{pressure}-pressure", "operator": "Exists", "effect": "NoSchedule"}
+    for pressure in ("disk", "memory", "pid")
+)
+"""Tolerations KMM adds to every Module's own when it decides which nodes it targets."""
+EXCLUDING_EFFECTS = ("NoSchedule", "NoExecute")
 Pair = tuple[Key, str]
 """(Module key, node name)."""
 
@@ -164,6 +175,12 @@ def worker_pod(module: JsonObject, node: JsonObject, verb: str) -> JsonObject:
         },
         "spec": pod_spec,
     }
+
+
+def excluded_by_taints(module: JsonObject | None, node: JsonObject) -> bool:
+    """Whether KMM leaves the node alone for this Module: a NoSchedule/NoExecute taint is not tolerated."""
+    tolerations = [*(((module or {}).get("spec") or {}).get("tolerations") or []), *KMM_TOLERATIONS]
+    return has_untolerated_taint(node, tolerations, EXCLUDING_EFFECTS)
 
 
 def module_version(module: JsonObject) -> str:
@@ -334,6 +351,9 @@ class KmmController:
         node = self._nodes.get(("", node_name))
         module = self._modules.get(key)
         if node is None:
+            self._record(key, node_name, _NodeCounts())
+            return None
+        if excluded_by_taints(module, node):
             self._record(key, node_name, _NodeCounts())
             return None
         labels = node_labels(node)

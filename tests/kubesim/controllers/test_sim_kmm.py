@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from kubesim.controllers import Controllers, ControllerSettings, start_controllers
-from kubesim.controllers.kmm import container_image, kernel_mapping_for
+from kubesim.controllers.kmm import container_image, excluded_by_taints, kernel_mapping_for
 from kubesim.objectstore import WatchEvent
 from tests.kubesim.controllers.sim_fake_store import FakeStore
 from tests.kubesim.controllers.sim_helpers import add_nodes, module, wait_for
@@ -222,3 +222,79 @@ async def test_worker_pods_run_while_loading(store: FakeStore) -> None:
         await wait_for(lambda: sorted(loaded(store)) == ["worker-1"] and workers() == {}, what="unloaded")
     finally:
         running.stop()
+
+
+@pytest.mark.parametrize(
+    ("taint", "tolerations", "excluded"),
+    [
+        ({"key": "k", "value": "v", "effect": "NoSchedule"}, [], True),
+        ({"key": "k", "value": "v", "effect": "NoExecute"}, [], True),
+        ({"key": "k", "value": "v", "effect": "PreferNoSchedule"}, [], False),
+        ({"key": "k", "value": "v", "effect": "NoSchedule"}, [{"operator": "Exists"}], False),
+        ({"key": "k", "value": "v", "effect": "NoSchedule"}, [{"key": "k", "operator": "Exists"}], False),
+        ({"key": "k", "value": "v", "effect": "NoSchedule"}, [{"key": "k", "value": "v"}], False),
+        ({"key": "k", "value": "v", "effect": "NoSchedule"}, [{"key": "k", "operator": "Equal", "value": "w"}], True),
+        ({"key": "k", "value": "v", "effect": "NoSchedule"}, [{"key": "other", "operator": "Exists"}], True),
+        (
+            {"key": "k", "value": "v", "effect": "NoExecute"},
+            [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}],
+            True,
+        ),
+        (
+            {"key": "k", "value": "v", "effect": "NoExecute"},
+            [{"key": "k", "operator": "Exists", "effect": "NoExecute"}],
+            False,
+        ),
+        ({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}, [], True),
+        ({"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"}, [], False),
+        ({"key": "node.kubernetes.io/memory-pressure", "effect": "NoExecute"}, [], True),
+    ],
+)
+def test_taints_exclude_nodes_as_in_kmm(
+    taint: dict[str, str], tolerations: list[dict[str, str]], excluded: bool
+) -> None:
+    mod = module()
+    if tolerations:
+        mod["spec"]["tolerations"] = tolerations
+    node = {"metadata": {"name": "n"}, "spec": {"taints": [taint]}}
+    assert excluded_by_taints(mod, node) is excluded
+
+
+async def test_untolerated_taint_freezes_the_node(store: FakeStore, controllers: Controllers) -> None:
+    add_nodes(
+        store, f"{WORKERS};tainted-0:labels=node-role.kubernetes.io/worker=:taints=onload.amd.com/upgrade=2:NoSchedule"
+    )
+    store.create(MODULES, module(version="1.0"))
+    for node in ("worker-0", "worker-1", "tainted-0"):
+        set_label(store, node, VERSION, "1.0")
+    await wait_for(lambda: loaded(store) == {"worker-0": "1.0", "worker-1": "1.0"}, what="1.0 on untainted nodes")
+    expected = {"nodesMatchingSelectorNumber": 3, "desiredNumber": 2, "availableNumber": 2}
+    await wait_for(lambda: loader_status(store) == expected, what=f"status {expected}")
+
+    # A cordon of a loaded node: neither the version change nor the label removal touches it.
+    store.merge_patch(
+        "v1/nodes",
+        None,
+        "worker-0",
+        {"spec": {"taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}},
+    )
+    store.merge_patch(MODULES, "onload", "onload-module", {"spec": {"moduleLoader": {"container": {"version": "2.0"}}}})
+    set_label(store, "worker-0", VERSION, "2.0")
+    set_label(store, "worker-1", VERSION, None)
+    await wait_for(lambda: loaded(store) == {"worker-0": "1.0"}, what="worker-1 unloaded, worker-0 untouched")
+    expected = {"nodesMatchingSelectorNumber": 2, "desiredNumber": 0, "availableNumber": 0}
+    await wait_for(lambda: loader_status(store) == expected, what=f"status {expected}")
+
+    # Tolerating the upgrade taint lets tainted-0 load 2.0 once its label says so; worker-0 stays frozen.
+    store.merge_patch(
+        MODULES,
+        "onload",
+        "onload-module",
+        {"spec": {"tolerations": [{"key": "onload.amd.com/upgrade", "operator": "Exists", "effect": "NoSchedule"}]}},
+    )
+    set_label(store, "tainted-0", VERSION, "2.0")
+    await wait_for(lambda: loaded(store) == {"worker-0": "1.0", "tainted-0": "2.0"}, what="2.0 on tainted-0")
+
+    # Uncordoning worker-0 lets KMM act on it again: 1.0 out, 2.0 in.
+    store.merge_patch("v1/nodes", None, "worker-0", {"spec": {"taints": None}})
+    await wait_for(lambda: loaded(store) == {"worker-0": "2.0", "tainted-0": "2.0"}, what="2.0 on worker-0")
