@@ -17,7 +17,7 @@ from kubesim.controllers import Controllers, ControllerSettings, KmmController, 
 from kubesim.disruption import DisruptionController
 from kubesim.errors import ApiError
 from kubesim.server import ApiServer, FaultSettings
-from kubesim.store import CRD_RESOURCE, Store
+from kubesim.store import CRD_RESOURCE, EvictedPod, Store
 
 T = TypeVar("T")
 JsonObject = dict[str, Any]
@@ -238,6 +238,10 @@ class Simulator:
     def compact(self) -> None:
         """Forget watch history: watches from an older resourceVersion then get 410 Gone."""
         self.call(self.store.compact)
+
+    def evictions(self) -> dict[EvictedPod, int]:
+        """How many times an eviction succeeded, per pod (dry runs and refused evictions are not counted)."""
+        return self.call(lambda: dict(self.store.evictions))
 
     def drop_watches(self) -> None:
         self.call(self.server.drop_watches)

@@ -26,6 +26,7 @@ from kubernetes.config import kube_config
 
 from kubesim.polling import wait_for
 from kubesim.simulator import KmmFaults, Simulator
+from kubesim.store import EvictedPod
 
 T = TypeVar("T")
 
@@ -49,6 +50,10 @@ class KubesimCluster:
     def kmm(self) -> KmmFaults:
         """``fail_load(node, version)`` / ``clear_load_failure(node, version)`` of the simulated KMM."""
         return self.sim.kmm
+
+    def evictions(self) -> dict[EvictedPod, int]:
+        """Successful evictions per pod (namespace, name, uid)."""
+        return self.sim.evictions()
 
     def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return self.sim.call(function, *args, **kwargs)
