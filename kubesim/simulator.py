@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
-from kubesim.controllers import Controllers, ControllerSettings, start_controllers
+from kubesim.controllers import Controllers, ControllerSettings, KmmController, start_controllers
 from kubesim.disruption import DisruptionController
 from kubesim.errors import ApiError
 from kubesim.server import ApiServer, FaultSettings
-from kubesim.store import CRD_RESOURCE, Store
+from kubesim.store import CRD_RESOURCE, EvictedPod, Store
 
 T = TypeVar("T")
 JsonObject = dict[str, Any]
@@ -38,6 +38,27 @@ def crd_files(paths: Iterable[str | Path]) -> list[Path]:
         path = Path(entry)
         files.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
     return files
+
+
+class KmmFaults:
+    """Load failures of the simulated KMM, injected from any thread (see ``kubesim.controllers.kmm``)."""
+
+    def __init__(self, simulator: Simulator) -> None:
+        self._simulator = simulator
+
+    def fail_load(self, node: str, version: str | None = None) -> None:
+        """Loads of that module version on the node fail (any version when None) until cleared."""
+        self._simulator.call(lambda: self._controller().fail_load(node, version))
+
+    def clear_load_failure(self, node: str, version: str | None = None) -> None:
+        """Lift the failure of that node and version (every failure on the node when None)."""
+        self._simulator.call(lambda: self._controller().clear_load_failure(node, version))
+
+    def _controller(self) -> KmmController:
+        controllers = self._simulator.controllers
+        if controllers is None or controllers.kmm is None:
+            raise RuntimeError("the simulated KMM controller is not running")
+        return controllers.kmm
 
 
 class Simulator:
@@ -70,6 +91,7 @@ class Simulator:
         self.faults = FaultSettings()
         self.server = ApiServer(self.store, bookmark_interval=bookmark_interval, faults=self.faults)
         self.controllers: Controllers | None = None
+        self.kmm = KmmFaults(self)
         self.disruption: DisruptionController | None = None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -216,6 +238,10 @@ class Simulator:
     def compact(self) -> None:
         """Forget watch history: watches from an older resourceVersion then get 410 Gone."""
         self.call(self.store.compact)
+
+    def evictions(self) -> dict[EvictedPod, int]:
+        """How many times an eviction succeeded, per pod (dry runs and refused evictions are not counted)."""
+        return self.call(lambda: dict(self.store.evictions))
 
     def drop_watches(self) -> None:
         self.call(self.server.drop_watches)

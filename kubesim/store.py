@@ -15,11 +15,11 @@ import math
 import random
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from kubesim import apply, cel, kinds, schema
 from kubesim.errors import ApiError, already_exists, bad_request, conflict, gone, invalid, not_found
@@ -45,6 +45,14 @@ PATCH_JSON = "application/json-patch+json"
 PATCH_STRATEGIC = "application/strategic-merge-patch+json"
 PATCH_APPLY = "application/apply-patch+yaml"
 PATCH_TYPES = (PATCH_MERGE, PATCH_JSON, PATCH_STRATEGIC, PATCH_APPLY)
+
+
+class EvictedPod(NamedTuple):
+    """A pod that an eviction removed (or started to remove)."""
+
+    namespace: str
+    name: str
+    uid: str
 
 
 def now_rfc3339(offset_seconds: float = 0) -> str:
@@ -126,6 +134,8 @@ class Store:
         self._delivering = False
         self._terminating_namespaces: set[str] = set()
         self._cluster_ip = 0
+        self.evictions: Counter[EvictedPod] = Counter()
+        """Evictions that succeeded (not dry runs), per pod."""
         for resource_type in BUILTIN_RESOURCES:
             self._register(resource_type)
 
@@ -1064,9 +1074,15 @@ class Store:
         pod = self._existing(pods, namespace, name)
         options = DeleteOptions.from_body(delete_options, dry_run=dry_run)
         phase = (pod.get("status") or {}).get("phase")
-        if "deletionTimestamp" in pod["metadata"] or phase in ("Pending", "Succeeded", "Failed"):
-            self.delete_raw(pods, namespace, name, options)
-            return
+        if "deletionTimestamp" not in pod["metadata"] and phase not in ("Pending", "Succeeded", "Failed"):
+            self._check_budgets(pod, dry_run)
+        self.delete_raw(pods, namespace, name, options)
+        if not dry_run:
+            self.evictions[EvictedPod(namespace, name, pod["metadata"]["uid"])] += 1
+
+    def _check_budgets(self, pod: JsonObject, dry_run: bool) -> None:
+        """429 when the PodDisruptionBudget covering the pod forbids its disruption now."""
+        namespace = pod["metadata"]["namespace"]
         pdbs = self._types["policy/v1/poddisruptionbudgets"]
         labels = pod["metadata"].get("labels") or {}
         budgets = [
@@ -1082,7 +1098,6 @@ class Store:
             )
         if budgets:
             self._check_budget(budgets[0], pod, dry_run)
-        self.delete_raw(pods, namespace, name, options)
 
     def _check_budget(self, budget: JsonObject, pod: JsonObject, dry_run: bool) -> None:
         status = self.budget_status(budget)

@@ -25,7 +25,8 @@ from kubernetes import client, config
 from kubernetes.config import kube_config
 
 from kubesim.polling import wait_for
-from kubesim.simulator import Simulator
+from kubesim.simulator import KmmFaults, Simulator
+from kubesim.store import EvictedPod
 
 T = TypeVar("T")
 
@@ -44,6 +45,15 @@ class KubesimCluster:
     @property
     def store(self) -> Any:
         return self.sim.store
+
+    @property
+    def kmm(self) -> KmmFaults:
+        """``fail_load(node, version)`` / ``clear_load_failure(node, version)`` of the simulated KMM."""
+        return self.sim.kmm
+
+    def evictions(self) -> dict[EvictedPod, int]:
+        """Successful evictions per pod (namespace, name, uid)."""
+        return self.sim.evictions()
 
     def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return self.sim.call(function, *args, **kwargs)

@@ -1,9 +1,10 @@
 """Simulated cluster controllers that run inside kubesim against its object store.
 
-``start_controllers`` starts, on the running event loop, the DaemonSet controller, the kubelets of all nodes,
-a Kernel Module Management stand-in and pod garbage collection; each one can be switched off. They are event
-driven (store subscriptions plus timers), share one cache per watched resource and write only through the
-``ObjectStore`` methods, so API clients observe their work exactly as they would observe real controllers.
+``start_controllers`` starts, on the running event loop, the DaemonSet controller, the kubelets of all nodes
+(with their device manager for the Onload device plugin), a Kernel Module Management stand-in and pod garbage
+collection; each one can be switched off. They are event driven (store subscriptions plus timers), share one
+cache per watched resource and write only through the ``ObjectStore`` methods, so API clients observe their
+work exactly as they would observe real controllers.
 """
 
 import asyncio
@@ -11,6 +12,7 @@ import asyncio
 from pydantic import BaseModel, ConfigDict, Field
 
 from kubesim.controllers.daemonset import DaemonSetController
+from kubesim.controllers.deviceplugins import DevicePluginManager
 from kubesim.controllers.kmm import KmmController
 from kubesim.controllers.kubelet import Kubelet
 from kubesim.controllers.podgc import PodGarbageCollector
@@ -21,6 +23,7 @@ __all__ = [
     "ControllerSettings",
     "Controllers",
     "DaemonSetController",
+    "DevicePluginManager",
     "KmmController",
     "Kubelet",
     "PodGarbageCollector",
@@ -53,12 +56,14 @@ class Controllers:
         caches: list[ResourceCache],
         daemonsets: DaemonSetController | None,
         kubelet: Kubelet | None,
+        device_plugins: DevicePluginManager | None,
         kmm: KmmController | None,
         pod_gc: PodGarbageCollector | None,
     ) -> None:
         self._caches = caches
         self.daemonsets = daemonsets
         self.kubelet = kubelet
+        self.device_plugins = device_plugins
         self.kmm = kmm
         self.pod_gc = pod_gc
 
@@ -66,7 +71,7 @@ class Controllers:
         """Unsubscribe from the store and cancel all pending work; idempotent."""
         for cache in self._caches:
             cache.stop()
-        for controller in (self.daemonsets, self.kubelet, self.kmm, self.pod_gc):
+        for controller in (self.daemonsets, self.kubelet, self.device_plugins, self.kmm, self.pod_gc):
             if controller is not None:
                 controller.stop()
         self._caches = []
@@ -88,7 +93,7 @@ def start_controllers(store: ObjectStore, settings: ControllerSettings | None = 
     nodes = cache("v1/nodes") if need_pods or settings.kmm else None
     pods = cache("v1/pods", index_by_node=True) if need_pods else None
 
-    daemonsets = kubelet = kmm = pod_gc = None
+    daemonsets = kubelet = device_plugins = kmm = pod_gc = None
     if settings.daemonsets:
         assert nodes is not None
         assert pods is not None
@@ -97,6 +102,7 @@ def start_controllers(store: ObjectStore, settings: ControllerSettings | None = 
         assert nodes is not None
         assert pods is not None
         kubelet = Kubelet(store, nodes, pods, loop, settings.pod_start_delay, settings.pod_stop_delay)
+        device_plugins = DevicePluginManager(store, nodes, pods, loop)
     if settings.kmm:
         assert nodes is not None
         kmm = KmmController(
@@ -112,4 +118,4 @@ def start_controllers(store: ObjectStore, settings: ControllerSettings | None = 
         assert nodes is not None
         assert pods is not None
         pod_gc = PodGarbageCollector(store, nodes, pods, loop)
-    return Controllers(list(caches.values()), daemonsets, kubelet, kmm, pod_gc)
+    return Controllers(list(caches.values()), daemonsets, kubelet, device_plugins, kmm, pod_gc)

@@ -13,9 +13,16 @@ With ``spec.moduleLoader.container.version`` set, the node's label
 
 Loading takes ``kmm_load_delay`` seconds and sets ``kmm.node.kubernetes.io/<ns>.<name>.ready=""`` (plus
 ``kmm.node.kubernetes.io/<ns>.<name>.version.ready=<version>`` for versioned Modules); unloading takes
-``kmm_unload_delay`` seconds and removes both labels. A node marked failing with ``fail_node`` never loads a
-module: the Module gets a Warning Event ``FailedLoad`` once per node and version. The Module status counts
+``kmm_unload_delay`` seconds and removes both labels. A load failure injected with ``fail_load(node, version)``
+(every version when ``version`` is None) keeps that load from ever completing: the ready labels are not set, the
+Module gets a Warning Event ``FailedLoad`` once per node and version, and (with worker pods) the worker pod ends
+Failed; ``clear_load_failure`` lifts it. The Module status counts
 ``moduleLoader.{nodesMatchingSelectorNumber, desiredNumber, availableNumber}`` are kept current.
+
+As KMM v2 does, a node with a ``NoSchedule`` or ``NoExecute`` taint that neither the Module's ``spec.tolerations``
+nor KMM's own tolerations (disk, memory and PID pressure) tolerate is not a target: nothing is loaded or unloaded
+there (whatever is loaded stays loaded) and it is left out of the status counts until the taint goes or is
+tolerated.
 
 With ``worker_pods`` each load or unload also runs a KMM v2 style worker pod ``kmm-worker-<node>-<module>`` in
 the Module's namespace, labelled ``kmm.node.kubernetes.io/module.name=<module>``: it exists while the step is in
@@ -36,7 +43,7 @@ from typing import Any
 import re2
 
 from kubesim.controllers.runtime import DelayQueue, Key, ResourceCache, WorkQueue, now_rfc3339, object_key
-from kubesim.controllers.scheduling import matches_labels, node_labels
+from kubesim.controllers.scheduling import has_untolerated_taint, matches_labels, node_labels
 from kubesim.errors import ApiError
 from kubesim.objectstore import JsonObject, ObjectStore
 
@@ -50,6 +57,14 @@ MODULE_NAME_LABEL = "kmm.node.kubernetes.io/module.name"
 LABEL_PREFIX = "kmm.node.kubernetes.io/"
 
 _ABSENT = None
+KMM_TOLERATIONS: tuple[JsonObject, ...] = tuple(
+    {"key": f"node.kubernetes.io/{pressure}-pressure", "operator": "Exists", "effect": "NoSchedule"}
+    for pressure in ("disk", "memory", "pid")
+)
+"""Tolerations KMM adds to every Module's own when it decides which nodes it targets."""
+EXCLUDING_EFFECTS = ("NoSchedule", "NoExecute")
+WORKER_RETRY_DELAY = 0.05
+"""Seconds before creating a worker pod again whose name is still taken by a terminating one."""
 Pair = tuple[Key, str]
 """(Module key, node name)."""
 
@@ -166,6 +181,12 @@ def worker_pod(module: JsonObject, node: JsonObject, verb: str) -> JsonObject:
     }
 
 
+def excluded_by_taints(module: JsonObject | None, node: JsonObject) -> bool:
+    """Whether KMM leaves the node alone for this Module: a NoSchedule/NoExecute taint is not tolerated."""
+    tolerations = [*(((module or {}).get("spec") or {}).get("tolerations") or []), *KMM_TOLERATIONS]
+    return has_untolerated_taint(node, tolerations, EXCLUDING_EFFECTS)
+
+
 def module_version(module: JsonObject) -> str:
     container = ((module.get("spec") or {}).get("moduleLoader") or {}).get("container") or {}
     return str(container.get("version") or "")
@@ -197,7 +218,7 @@ class _ModuleCounts:
 
 
 class KmmController:
-    """Loads and unloads Modules on nodes by label; ``fail_node`` injects load failures."""
+    """Loads and unloads Modules on nodes by label; ``fail_load`` injects load failures."""
 
     def __init__(
         self,
@@ -216,7 +237,7 @@ class KmmController:
         self._modules = modules
         self._load_delay = load_delay
         self._unload_delay = unload_delay
-        self._failing: set[str] = set()
+        self._failing: set[tuple[str, str | None]] = set()
         self._warned: set[tuple[Pair, str]] = set()
         self._planned: dict[Pair, tuple[str, str]] = {}
         self._counts: dict[Key, _ModuleCounts] = {}
@@ -236,15 +257,28 @@ class KmmController:
         self._status.close()
         self._actions.close()
 
-    def fail_node(self, name: str, failing: bool = True) -> None:
-        """Make every module load on the node fail (``failing=False`` lets loads succeed again)."""
-        if failing:
-            self._failing.add(name)
-        else:
-            self._failing.discard(name)
-            self._warned = {entry for entry in self._warned if entry[0][1] != name}
+    def fail_load(self, node: str, version: str | None = None) -> None:
+        """Make loads on the node fail: of that module version (``""`` for unversioned Modules), or of any
+        version when ``version`` is None. The failure lasts until ``clear_load_failure``."""
+        self._failing.add((node, version))
+        self._resync_node(node)
+
+    def clear_load_failure(self, node: str, version: str | None = None) -> None:
+        """Lift the failure injected for that node and version (every failure on the node when None)."""
+
+        def lifted(failing_node: str, failing_version: str | None) -> bool:
+            return failing_node == node and version in (None, failing_version)
+
+        self._failing = {entry for entry in self._failing if not lifted(*entry)}
+        self._warned = {(pair, warned) for pair, warned in self._warned if not lifted(pair[1], warned)}
+        self._resync_node(node)
+
+    def _load_fails(self, node: str, version: str) -> bool:
+        return (node, None) in self._failing or (node, version) in self._failing
+
+    def _resync_node(self, node: str) -> None:
         for key in self._modules.object_keys():
-            self._work.add((key, name))
+            self._work.add((key, node))
 
     # Events.
 
@@ -336,6 +370,9 @@ class KmmController:
         if node is None:
             self._record(key, node_name, _NodeCounts())
             return None
+        if excluded_by_taints(module, node):
+            self._record(key, node_name, _NodeCounts())
+            return None
         labels = node_labels(node)
         current = self._current(key, module, labels)
         matching, target = self._target(module, node, current)
@@ -354,7 +391,7 @@ class KmmController:
         if current is not _ABSENT:
             return ("unload", current)
         assert target is not None
-        return ("fail" if node_name in self._failing else "load", target)
+        return ("fail" if self._load_fails(node_name, target) else "load", target)
 
     def _record(self, key: Key, node_name: str, counts: _NodeCounts) -> None:
         if self._modules.get(key) is None:
@@ -407,7 +444,7 @@ class KmmController:
             return
         log.debug("kmm: %sed %s/%s %r on %s", verb, namespace, name, version, node_name)
         self._nodes.observe(updated)
-        self._end_worker(pair)
+        self._end_worker(pair, completed=True)
         self._work.add(pair)
 
     # Worker pods.
@@ -445,18 +482,20 @@ class KmmController:
                 )
         except ApiError as error:
             log.info("kmm: worker pod for %s/%s on %s not created: %s", namespace, name, node_name, error)
+            if error.code == 409:  # the previous step's pod is still terminating
+                self._work.add_after(pair, WORKER_RETRY_DELAY)
             return
         self._workers[pair] = action
 
-    def _end_worker(self, pair: Pair) -> None:
-        """Report the worker pod of a finished or abandoned step terminated, and delete it."""
+    def _end_worker(self, pair: Pair, *, completed: bool = False) -> None:
+        """Delete the worker pod of a step, reporting it Succeeded first when the step completed."""
         action = self._workers.pop(pair, None)
         if action is None:
             return
         (namespace, _), _ = pair
         name = worker_pod_name(pair)
         try:
-            if action[0] != "fail":
+            if completed:
                 self._store.merge_patch(PODS, namespace, name, {"status": {"phase": "Succeeded"}}, subresource="status")
             self._store.delete(PODS, namespace, name)
         except ApiError as error:

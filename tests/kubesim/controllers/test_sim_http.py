@@ -168,7 +168,7 @@ def test_kmm_module_over_http(cluster: Cluster) -> None:
     assert cluster.sim.controllers is not None
     kmm = cluster.sim.controllers.kmm
     assert kmm is not None
-    cluster.sim.call(kmm.fail_node, "worker-2")
+    cluster.sim.call(kmm.fail_load, "worker-2")
     for node in ("worker-0", "worker-1", "worker-2"):
         cluster.core.patch_node(node, {"metadata": {"labels": {VERSION.format(ns=ns): "1"}}})
     wait_for(

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from kubesim.controllers import Controllers, ControllerSettings, start_controllers
-from kubesim.controllers.kmm import container_image, kernel_mapping_for
+from kubesim.controllers.kmm import container_image, excluded_by_taints, kernel_mapping_for
 from kubesim.objectstore import WatchEvent
 from tests.kubesim.controllers.sim_fake_store import FakeStore
 from tests.kubesim.controllers.sim_helpers import add_nodes, module, wait_for
@@ -142,7 +142,7 @@ async def test_versioned_module_follows_the_version_label(store: FakeStore, cont
 async def test_failing_node_never_loads_and_warns(store: FakeStore, controllers: Controllers) -> None:
     assert controllers.kmm is not None
     add_nodes(store, WORKERS)
-    controllers.kmm.fail_node("worker-1")
+    controllers.kmm.fail_load("worker-1")
     store.create(MODULES, module())
     await wait_for(lambda: sorted(loaded(store)) == ["worker-0", "worker-2"])
     expected = {"nodesMatchingSelectorNumber": 3, "desiredNumber": 3, "availableNumber": 2}
@@ -155,7 +155,7 @@ async def test_failing_node_never_loads_and_warns(store: FakeStore, controllers:
     assert event["involvedObject"]["kind"] == "Module"
     assert event["involvedObject"]["name"] == "onload-module"
     assert "worker-1" in event["message"]
-    controllers.kmm.fail_node("worker-1", failing=False)
+    controllers.kmm.clear_load_failure("worker-1")
     await wait_for(lambda: len(loaded(store)) == 3, what="loads once the failure is lifted")
 
 
@@ -190,7 +190,7 @@ async def test_worker_pods_run_while_loading(store: FakeStore) -> None:
     running = start_controllers(store, settings)
     try:
         add_nodes(store, "worker-[0-1]:labels=node-role.kubernetes.io/worker=")
-        running.kmm.fail_node("worker-1")  # type: ignore[union-attr]
+        running.kmm.fail_load("worker-1")  # type: ignore[union-attr]
         store.create(MODULES, module())
 
         def workers() -> dict[str, dict[str, Any]]:
@@ -212,7 +212,7 @@ async def test_worker_pods_run_while_loading(store: FakeStore) -> None:
         await wait_for(lambda: list(workers()) == ["worker-1"], what="worker-0's worker pod removed")
         assert workers()["worker-1"]["status"]["phase"] == "Failed"
 
-        running.kmm.fail_node("worker-1", failing=False)  # type: ignore[union-attr]
+        running.kmm.clear_load_failure("worker-1")  # type: ignore[union-attr]
         await wait_for(lambda: sorted(loaded(store)) == ["worker-0", "worker-1"], what="loaded after recovery")
         await wait_for(lambda: workers() == {}, what="no worker pods left")
 
@@ -220,5 +220,130 @@ async def test_worker_pods_run_while_loading(store: FakeStore) -> None:
         unloading = await wait_for(lambda: workers().get("worker-0"), what="unload worker pod")
         assert unloading["spec"]["containers"][0]["args"][:2] == ["kmod", "unload"]
         await wait_for(lambda: sorted(loaded(store)) == ["worker-1"] and workers() == {}, what="unloaded")
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize(
+    ("taint", "tolerations", "excluded"),
+    [
+        ({"key": "k", "value": "v", "effect": "NoSchedule"}, [], True),
+        ({"key": "k", "value": "v", "effect": "NoExecute"}, [], True),
+        ({"key": "k", "value": "v", "effect": "PreferNoSchedule"}, [], False),
+        ({"key": "k", "value": "v", "effect": "NoSchedule"}, [{"operator": "Exists"}], False),
+        ({"key": "k", "value": "v", "effect": "NoSchedule"}, [{"key": "k", "operator": "Exists"}], False),
+        ({"key": "k", "value": "v", "effect": "NoSchedule"}, [{"key": "k", "value": "v"}], False),
+        ({"key": "k", "value": "v", "effect": "NoSchedule"}, [{"key": "k", "operator": "Equal", "value": "w"}], True),
+        ({"key": "k", "value": "v", "effect": "NoSchedule"}, [{"key": "other", "operator": "Exists"}], True),
+        (
+            {"key": "k", "value": "v", "effect": "NoExecute"},
+            [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}],
+            True,
+        ),
+        (
+            {"key": "k", "value": "v", "effect": "NoExecute"},
+            [{"key": "k", "operator": "Exists", "effect": "NoExecute"}],
+            False,
+        ),
+        ({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}, [], True),
+        ({"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"}, [], False),
+        ({"key": "node.kubernetes.io/memory-pressure", "effect": "NoExecute"}, [], True),
+    ],
+)
+def test_taints_exclude_nodes_as_in_kmm(
+    taint: dict[str, str], tolerations: list[dict[str, str]], excluded: bool
+) -> None:
+    mod = module()
+    if tolerations:
+        mod["spec"]["tolerations"] = tolerations
+    node = {"metadata": {"name": "n"}, "spec": {"taints": [taint]}}
+    assert excluded_by_taints(mod, node) is excluded
+
+
+async def test_untolerated_taint_freezes_the_node(store: FakeStore, controllers: Controllers) -> None:
+    add_nodes(
+        store, f"{WORKERS};tainted-0:labels=node-role.kubernetes.io/worker=:taints=onload.amd.com/upgrade=2:NoSchedule"
+    )
+    store.create(MODULES, module(version="1.0"))
+    for node in ("worker-0", "worker-1", "tainted-0"):
+        set_label(store, node, VERSION, "1.0")
+    await wait_for(lambda: loaded(store) == {"worker-0": "1.0", "worker-1": "1.0"}, what="1.0 on untainted nodes")
+    expected = {"nodesMatchingSelectorNumber": 3, "desiredNumber": 2, "availableNumber": 2}
+    await wait_for(lambda: loader_status(store) == expected, what=f"status {expected}")
+
+    # A cordon of a loaded node: neither the version change nor the label removal touches it.
+    store.merge_patch(
+        "v1/nodes",
+        None,
+        "worker-0",
+        {"spec": {"taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}},
+    )
+    store.merge_patch(MODULES, "onload", "onload-module", {"spec": {"moduleLoader": {"container": {"version": "2.0"}}}})
+    set_label(store, "worker-0", VERSION, "2.0")
+    set_label(store, "worker-1", VERSION, None)
+    await wait_for(lambda: loaded(store) == {"worker-0": "1.0"}, what="worker-1 unloaded, worker-0 untouched")
+    expected = {"nodesMatchingSelectorNumber": 2, "desiredNumber": 0, "availableNumber": 0}
+    await wait_for(lambda: loader_status(store) == expected, what=f"status {expected}")
+
+    # Tolerating the upgrade taint lets tainted-0 load 2.0 once its label says so; worker-0 stays frozen.
+    store.merge_patch(
+        MODULES,
+        "onload",
+        "onload-module",
+        {"spec": {"tolerations": [{"key": "onload.amd.com/upgrade", "operator": "Exists", "effect": "NoSchedule"}]}},
+    )
+    set_label(store, "tainted-0", VERSION, "2.0")
+    await wait_for(lambda: loaded(store) == {"worker-0": "1.0", "tainted-0": "2.0"}, what="2.0 on tainted-0")
+
+    # Uncordoning worker-0 lets KMM act on it again: 1.0 out, 2.0 in.
+    store.merge_patch("v1/nodes", None, "worker-0", {"spec": {"taints": None}})
+    await wait_for(lambda: loaded(store) == {"worker-0": "2.0", "tainted-0": "2.0"}, what="2.0 on worker-0")
+
+
+async def test_load_failure_of_one_version(store: FakeStore) -> None:
+    settings = ControllerSettings(
+        pod_start_delay=0.01, kmm_load_delay=0.02, kmm_unload_delay=0.01, kmm_worker_pods=True
+    )
+    running = start_controllers(store, settings)
+    try:
+        assert running.kmm is not None
+        add_nodes(store, "worker-[0-1]:labels=node-role.kubernetes.io/worker=")
+        running.kmm.fail_load("worker-0", "2.0")
+        store.create(MODULES, module(version="1.0"))
+        set_label(store, "worker-0", VERSION, "1.0")
+        set_label(store, "worker-1", VERSION, "1.0")
+        await wait_for(lambda: loaded(store) == {"worker-0": "1.0", "worker-1": "1.0"}, what="1.0 loads everywhere")
+
+        store.merge_patch(
+            MODULES, "onload", "onload-module", {"spec": {"moduleLoader": {"container": {"version": "2.0"}}}}
+        )
+        set_label(store, "worker-0", VERSION, "2.0")
+        set_label(store, "worker-1", VERSION, "2.0")
+        await wait_for(lambda: loaded(store) == {"worker-1": "2.0"}, what="2.0 on worker-1, worker-0 unloaded")
+
+        def worker_pod() -> dict[str, Any] | None:
+            return store.get("v1/pods", "onload", "kmm-worker-worker-0-onload-module")
+
+        failed = await wait_for(
+            lambda: (pod := worker_pod()) is not None and (pod.get("status") or {}).get("phase") == "Failed" and pod,
+            what="a Failed worker pod on worker-0",
+        )
+        assert failed["spec"]["containers"][0]["args"][:2] == ["kmod", "load"]
+        [event] = await wait_for(lambda: store.list("v1/events", "onload"), what="FailedLoad event")
+        assert event["reason"] == "FailedLoad"
+        assert "version 2.0" in event["message"]
+        assert "worker-0" in event["message"]
+        assert READY not in labels(store, "worker-0")
+
+        # Clearing another version's failure changes nothing: a module created afterwards loads on worker-0 (after
+        # the same delay a 2.0 load would take), and 2.0 still is not loaded there.
+        running.kmm.clear_load_failure("worker-0", "1.0")
+        running.kmm.clear_load_failure("worker-1")
+        store.create(MODULES, module("probe", selector={"kubernetes.io/hostname": "worker-0"}))
+        await wait_for(lambda: "kmm.node.kubernetes.io/onload.probe.ready" in labels(store, "worker-0"), what="probe")
+        assert READY not in labels(store, "worker-0")
+        running.kmm.clear_load_failure("worker-0", "2.0")
+        await wait_for(lambda: loaded(store) == {"worker-0": "2.0", "worker-1": "2.0"}, what="2.0 loads once cleared")
+        await wait_for(lambda: worker_pod() is None, what="the failed worker pod removed")
     finally:
         running.stop()
