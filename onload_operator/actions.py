@@ -13,8 +13,7 @@ from enum import Enum
 from typing import Any
 
 from onload_operator.observed import Taint
-
-Manifest = dict[str, Any]
+from onload_operator.render.common import Manifest
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from onload_operator.metrics import OperatorMetrics
 from onload_operator.planner.nodes import crs_to_wake, nodes_leaving, orphaned_gate_labels, removal_patches
 from onload_operator.planner.reconcile import Plan, plan
 from onload_operator.planner.snapshot import OnloadEntry, Snapshot
+from onload_operator.planner.status import READY, condition_of
 from onload_operator.render import names
-from onload_operator.render.status import READY, condition_of
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from kubernetes import client, config
 from kubesim.simulator import Simulator
 from onload_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 from onload_operator.config import OperatorConfig
-from onload_operator.render.status import READY, condition_of
+from onload_operator.planner.status import READY, condition_of
 from onload_operator.runtime import OperatorThread
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from onload_operator.planner.checks import SELECTOR_CONFLICT, Problem
 from onload_operator.planner.snapshot import OnloadEntry, selector_matches
 from onload_operator.render import names
-from onload_operator.render.validation import SELECTOR_CONFLICT, Problem
 
 SHOWN_NODES = 3
 

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onload_operator.api.v1alpha1 import Onload
+from onload_operator.planner.checks import validate
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason, immutable_difference
 from onload_operator.planner.conflicts import selector_conflict
 from onload_operator.planner.deployed import effective_onload
 from onload_operator.planner.nodes import NodeLabelPatch, plan_node_labels
 from onload_operator.planner.snapshot import OnloadEntry, Snapshot, child_key, selector_matches
+from onload_operator.planner.status import DEGRADED, READY, RECREATING, Observation, compute_status, condition_of
 from onload_operator.render import names
 from onload_operator.render.children import render_children
-from onload_operator.render.status import DEGRADED, READY, RECREATING, Observation, compute_status, condition_of
-from onload_operator.render.validation import validate
 
 NORMAL = "Normal"
 WARNING = "Warning"

@@ -21,8 +21,8 @@ from kubesim.controllers import ControllerSettings
 from kubesim.polling import wait_for
 from kubesim.simulator import Simulator
 from onload_operator.config import OperatorConfig
+from onload_operator.planner.status import READY, condition_of
 from onload_operator.render import names
-from onload_operator.render.status import READY, condition_of
 from onload_operator.runtime import OperatorThread
 from tests.unit.onload_samples import cr_body
 

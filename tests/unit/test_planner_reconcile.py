@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import copy
 
-from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING
-from onload_operator.planner.nodes import nodes_leaving, orphaned_gate_labels
-from onload_operator.planner.reconcile import Plan, Recreate
-from onload_operator.render import names
-from onload_operator.render.status import condition_of
-from onload_operator.render.validation import (
+from onload_operator.planner.checks import (
     INVALID_REGEXP,
     INVALID_SPEC,
     MISSING_USER_IMAGE,
     NAME_TOO_LONG,
     SELECTOR_CONFLICT,
 )
+from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING
+from onload_operator.planner.nodes import nodes_leaving, orphaned_gate_labels
+from onload_operator.planner.reconcile import Plan, Recreate
+from onload_operator.planner.status import condition_of
+from onload_operator.render import names
 from tests.unit.onload_samples import NOW, SELECTOR, World, converge, cr_body, entry, worker_nodes
 
 

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from onload_operator.planner.checks import (
+    INVALID_REGEXP,
+    INVALID_SPEC,
+    MISSING_USER_IMAGE,
+    NAME_TOO_LONG,
+    UNSAFE_HOST_PATH,
+    Problem,
+    validate,
+)
 from onload_operator.planner.compare import (
     CHANGED,
     DRIFTED,
@@ -14,17 +23,8 @@ from onload_operator.planner.compare import (
     stale_selector_keys,
 )
 from onload_operator.planner.nodes import crs_to_wake, orphaned_gate_labels, removal_patches
+from onload_operator.planner.status import Observation, compute_status
 from onload_operator.render import names
-from onload_operator.render.status import Observation, compute_status
-from onload_operator.render.validation import (
-    INVALID_REGEXP,
-    INVALID_SPEC,
-    MISSING_USER_IMAGE,
-    NAME_TOO_LONG,
-    UNSAFE_HOST_PATH,
-    Problem,
-    validate,
-)
 from tests.unit.onload_samples import LATER, NOW, cr_body
 
 

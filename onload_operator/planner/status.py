@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from onload_operator.render.validation import Problem
+from onload_operator.planner.checks import Problem
 
 READY = "Ready"
 PROGRESSING = "Progressing"
