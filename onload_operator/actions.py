@@ -25,6 +25,17 @@ class ApplyChild:
 
 
 @dataclass(frozen=True)
+class PatchChild:
+    """Merge-patch a child (None removes a key): what server-side apply cannot do, such as removing a key of a map
+    that another field manager owns."""
+
+    kind: str
+    name: str
+    patch: Mapping[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
 class DeleteChild:
     """Delete a child, its dependents (pods) first, only if it is still the object ``uid`` observed."""
 
@@ -95,7 +106,7 @@ class PostEvent:
     message: str
 
 
-Action = ApplyChild | DeleteChild | PatchNode | EvictPod | DeletePod | PatchStatus | PostEvent
+Action = ApplyChild | PatchChild | DeleteChild | PatchNode | EvictPod | DeletePod | PatchStatus | PostEvent
 
 
 class EvictionOutcome(Enum):

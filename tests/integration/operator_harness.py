@@ -1,7 +1,7 @@
 """A simulated cluster (kubesim over HTTP) with the real operator running against it, for integration tests.
 
 Every HTTP request reaching kubesim is recorded with its user agent, so tests can tell the operator's calls
-(kopf's ``kopf/...`` and the adapter's ``onload-operator``) from their own.
+(kopf's ``kopf/...`` and the executor's ``onload-operator``) from their own.
 """
 
 from __future__ import annotations
