@@ -139,3 +139,7 @@ def converge(world: World, rounds: int = 10) -> World:
             return world
         world.carry_out(result)
     raise AssertionError("did not converge")
+
+
+def conditions(status: Mapping[str, Any]) -> dict[str, tuple[object, object]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
