@@ -25,7 +25,7 @@ install: $(VENV)/.installed ## Create the local virtualenv (.venv) with every de
 
 .PHONY: sandbox
 sandbox: install ## Run the operator against a local emulated cluster and apply a sample Onload CR.
-	$(BIN)/python -m onload_operator.sandbox
+	$(BIN)/python -m hack.sandbox
 
 .PHONY: test
 test: install ## Run the unit, emulator, integration and device-plugin tests.
