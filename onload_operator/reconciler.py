@@ -181,14 +181,14 @@ async def _with_pods(context: OperatorContext, key: CrKey, snapshot: Snapshot) -
 
 async def _planned(context: OperatorContext, key: CrKey, snapshot: Snapshot) -> Plan:
     """The plan, made again from fresh reads of the children it would write."""
-    image = context.config.device_plugin_image
-    result = plan(snapshot, image, now_rfc3339())
+    image, now = context.config.device_plugin_image, now_rfc3339()
+    result = plan(snapshot, image, now)
     written = [child_key(a.manifest) for a in result.of(ApplyChild)] + [(a.kind, a.name) for a in result.of(PatchChild)]
     if not written:
         return result
     fresh = await asyncio.to_thread(read_children, context.kube, key[0], written)
     children = {k: v for k, v in {**snapshot.children, **fresh}.items() if v is not None}
-    return plan(dataclasses.replace(snapshot, children=children), image, now_rfc3339())
+    return plan(dataclasses.replace(snapshot, children=children), image, now)
 
 
 async def reconcile(context: OperatorContext, key: CrKey, body: Mapping[str, Any], cache: WatchCache) -> int | None:

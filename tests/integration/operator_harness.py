@@ -129,6 +129,24 @@ class Cluster:
             raise
         return result
 
+    def patch_module(
+        self, namespace: str, name: str, patch: dict[str, Any], manager: str | None = None, apply: bool = False
+    ) -> None:
+        """Merge-patch a Module (as ``manager``, if given), or server-side apply ``patch`` with force."""
+        options: dict[str, Any] = {"field_manager": manager} if manager is not None else {}
+        if apply:
+            options["force"] = True
+        self.custom.patch_namespaced_custom_object(
+            names.KMM_GROUP,
+            names.KMM_VERSION,
+            namespace,
+            "modules",
+            name,
+            patch,
+            _content_type="application/apply-patch+yaml" if apply else "application/merge-patch+json",
+            **options,
+        )
+
     def daemonset(self, namespace: str, name: str) -> Any:
         try:
             return self.apps.read_namespaced_daemon_set(name, namespace)

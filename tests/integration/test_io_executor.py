@@ -16,7 +16,7 @@ from onload_operator.io.client import Kube, json_of, load_api_client
 from onload_operator.io.executor import Executor
 from onload_operator.io.pods import pods_on_node
 from onload_operator.metrics import OperatorMetrics
-from onload_operator.observed import NodeView, Taint, node_view
+from onload_operator.observed import NodeView, Taint, is_ready, node_view
 from onload_operator.render import names
 
 pytestmark = pytest.mark.kubesim_options(nodes="worker-[0-1]")
@@ -40,9 +40,9 @@ def _ready_pods(core: client.CoreV1Api, namespace: str, node: str, count: int) -
         core.create_namespaced_pod(namespace, pod)
 
     def ready() -> list[Any] | None:
-        pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
-        ok = all(any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []) for p in pods)  # type: ignore[union-attr]
-        return pods if len(pods) == count and ok else None
+        response = core.list_namespaced_pod(namespace, label_selector="app=web", _preload_content=False)
+        pods = json_of(response)["items"]
+        return pods if len(pods) == count and all(map(is_ready, pods)) else None
 
     pods: list[Any] = wait_for(ready, timeout=60, message="pods to become Ready")
     return pods
@@ -66,10 +66,10 @@ def test_evictions_report_blocked_gone_and_evicted(executor: Executor, kubesim_n
     assert {p.name for p in pods_on_node(executor.kube, "worker-0")} >= {"web-0", "web-1"}
     assert not [p for p in pods_on_node(executor.kube, "worker-1") if p.namespace == kubesim_namespace]
     actions: list[Action] = [
-        EvictPod(kubesim_namespace, "web-0", web0.metadata.uid),
+        EvictPod(kubesim_namespace, "web-0", web0["metadata"]["uid"]),
         EvictPod(kubesim_namespace, "missing", "uid"),
         DeletePod(kubesim_namespace, "web-1", "another-uid"),
-        DeletePod(kubesim_namespace, "web-1", web1.metadata.uid),
+        DeletePod(kubesim_namespace, "web-1", web1["metadata"]["uid"]),
     ]
     executed = executor.run(kubesim_namespace, "onload", actions)
     outcomes = [result.outcome for result in executed.evictions]
