@@ -31,6 +31,10 @@ sandbox: install ## Run the operator against a local emulated cluster and apply 
 test: install ## Run the unit, emulator, integration and device-plugin tests.
 	$(BIN)/pytest
 
+.PHONY: test-unit
+test-unit: install ## Run the pure unit tests only (seconds): planner, renderers, models.
+	$(BIN)/pytest tests/unit
+
 .PHONY: lint
 lint: install ## ruff, mypy --strict and the import-linter layer contracts.
 	$(BIN)/ruff check .
