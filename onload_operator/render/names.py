@@ -34,8 +34,7 @@ FINALIZER: Final = "onload.amd.com/finalizer"
 UPGRADE_TAINT: Final = "onload.amd.com/upgrade"
 """Taint the node-by-node upgrade puts on the node it works on; every child tolerates it."""
 UPGRADE_ANNOTATION: Final = "onload.amd.com/upgrade"
-"""Node annotation of the node-by-node upgrade: a node carrying it belongs to the upgrade machine until it is done,
-and only that machine writes its labels."""
+"""Node annotation holding the node's upgrade state (see upgrade.state); its presence hands the node to the upgrade."""
 
 RESOURCE_NAME: Final = "amd.com/onload"
 MAX_NAME_AND_NAMESPACE: Final = 32
