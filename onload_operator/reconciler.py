@@ -183,7 +183,8 @@ async def _planned(context: OperatorContext, key: CrKey, snapshot: Snapshot) -> 
     """The plan, made again from fresh reads of the children it would write."""
     image, now = context.config.device_plugin_image, now_rfc3339()
     result = plan(snapshot, image, now)
-    written = [child_key(a.manifest) for a in result.of(ApplyChild)] + [(a.kind, a.name) for a in result.of(PatchChild)]
+    applied = [child_key(a.manifest) for a in result.of(ApplyChild)]
+    written = list(dict.fromkeys([*applied, *((a.kind, a.name) for a in result.of(PatchChild))]))
     if not written:
         return result
     fresh = await asyncio.to_thread(read_children, context.kube, key[0], written)
