@@ -25,11 +25,15 @@ install: $(VENV)/.installed ## Create the local virtualenv (.venv) with every de
 
 .PHONY: sandbox
 sandbox: install ## Run the operator against a local emulated cluster and apply a sample Onload CR.
-	$(BIN)/python -m onload_operator.sandbox
+	$(BIN)/python -m hack.sandbox
 
 .PHONY: test
 test: install ## Run the unit, emulator, integration and device-plugin tests.
 	$(BIN)/pytest
+
+.PHONY: test-unit
+test-unit: install ## Run the pure unit tests only (seconds): planner, renderers, models.
+	$(BIN)/pytest tests/unit
 
 .PHONY: lint
 lint: install ## ruff, mypy --strict and the import-linter layer contracts.

@@ -33,7 +33,7 @@ from kubesim.controllers import ControllerSettings  # noqa: E402
 from kubesim.polling import wait_for  # noqa: E402
 from kubesim.simulator import Simulator  # noqa: E402
 from onload_operator.api.v1alpha1 import GROUP, PLURAL, VERSION  # noqa: E402
-from onload_operator.render.status import READY, condition_of  # noqa: E402
+from onload_operator.planner.status import READY, condition_of  # noqa: E402
 
 NAMESPACE = "bench"
 OPERATOR_AGENTS = ("kopf/", "onload-operator")

@@ -13,8 +13,7 @@ from enum import Enum
 from typing import Any
 
 from onload_operator.observed import Taint
-
-Manifest = dict[str, Any]
+from onload_operator.render.common import Manifest
 
 
 @dataclass(frozen=True)
@@ -22,6 +21,17 @@ class ApplyChild:
     """Server-side apply of a child; ``reason`` is missing, changed or drifted."""
 
     manifest: Manifest
+    reason: str
+
+
+@dataclass(frozen=True)
+class PatchChild:
+    """Merge-patch a child (None removes a key): what server-side apply cannot do, such as removing a key of a map
+    that another field manager owns."""
+
+    kind: str
+    name: str
+    patch: Mapping[str, Any]
     reason: str
 
 
@@ -96,7 +106,7 @@ class PostEvent:
     message: str
 
 
-Action = ApplyChild | DeleteChild | PatchNode | EvictPod | DeletePod | PatchStatus | PostEvent
+Action = ApplyChild | PatchChild | DeleteChild | PatchNode | EvictPod | DeletePod | PatchStatus | PostEvent
 
 
 class EvictionOutcome(Enum):

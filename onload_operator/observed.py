@@ -66,13 +66,17 @@ class PodView:
         return f"{self.namespace}/{self.name}"
 
 
+def is_ready(obj: Mapping[str, Any]) -> bool:
+    """Whether a Node's or a Pod's ``Ready`` condition is True."""
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def node_view(node: Mapping[str, Any]) -> NodeView:
     """A NodeView of a Node object (a dict as the API serves it)."""
     metadata = node.get("metadata") or {}
     spec = node.get("spec") or {}
     status = node.get("status") or {}
-    conditions = status.get("conditions") or []
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
     return NodeView(
         name=str(metadata.get("name") or ""),
         labels=dict(metadata.get("labels") or {}),
@@ -82,7 +86,7 @@ def node_view(node: Mapping[str, Any]) -> NodeView:
             for t in spec.get("taints") or []
         ),
         unschedulable=bool(spec.get("unschedulable")),
-        ready=ready,
+        ready=is_ready(node),
         kernel_version=str((status.get("nodeInfo") or {}).get("kernelVersion") or ""),
         resource_version=str(metadata.get("resourceVersion") or ""),
     )
@@ -98,7 +102,6 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
     metadata = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
-    conditions = (pod.get("status") or {}).get("conditions") or []
     return PodView(
         namespace=str(metadata.get("namespace") or ""),
         name=str(metadata.get("name") or ""),
@@ -106,6 +109,6 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         node=str(spec.get("nodeName") or ""),
         requests_onload=any(_requests_onload(c) for c in containers),
         terminating=bool(metadata.get("deletionTimestamp")),
-        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+        ready=is_ready(pod),
         labels=dict(metadata.get("labels") or {}),
     )

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import threading
 from typing import Any
 
 import kopf
 
-from onload_operator.adapter import KubernetesAdapter, load_api_client
 from onload_operator.config import OperatorConfig
-from onload_operator.handlers import REGISTRY, OperatorContext
+from onload_operator.handlers import REGISTRY
+from onload_operator.io.client import Kube, load_api_client
+from onload_operator.io.executor import Executor
 from onload_operator.metrics import OperatorMetrics
+from onload_operator.reconciler import OperatorContext
 
 
 def build_context(config: OperatorConfig) -> OperatorContext:
     metrics = OperatorMetrics()
-    adapter = KubernetesAdapter(load_api_client(config.kubeconfig), metrics)
-    return OperatorContext(config=config, adapter=adapter, metrics=metrics)
+    kube = Kube(load_api_client(config.kubeconfig), metrics)
+    executor = Executor(kube, os.environ.get("POD_NAME") or socket.gethostname())
+    return OperatorContext(config=config, kube=kube, executor=executor, metrics=metrics)
 
 
 async def run_operator(
@@ -41,7 +46,7 @@ async def run_operator(
             ready_flag=ready_flag,
         )
     finally:
-        context.adapter.close()
+        context.close()
 
 
 class OperatorThread:

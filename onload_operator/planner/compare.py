@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from onload_operator.planner.snapshot import JsonObject
+from onload_operator.planner.takeover import stale_selector_keys
 from onload_operator.render import names
+from onload_operator.render.common import Manifest
 
 MISSING = "missing"
 CHANGED = "changed"
@@ -45,7 +47,7 @@ def _keyed_by_name(items: list[Any]) -> bool:
     return bool(items) and all(isinstance(item, dict) and "name" in item for item in items)
 
 
-def apply_reason(desired: dict[str, Any], live: dict[str, Any] | None) -> str | None:
+def apply_reason(desired: Manifest, live: JsonObject | None) -> str | None:
     """Why ``desired`` must be applied over ``live`` (missing, changed or drifted), or None when it need not."""
     if live is None:
         return MISSING
@@ -55,31 +57,3 @@ def apply_reason(desired: dict[str, Any], live: dict[str, Any] | None) -> str | 
     if not contains(live, desired) or stale_selector_keys(desired, live):
         return DRIFTED
     return None
-
-
-def stale_selector_keys(desired: dict[str, Any], live: dict[str, Any]) -> list[str]:
-    """Keys of a live Module's node selector that the rendered Module does not set.
-
-    A Module's selector is a granular map, so an apply keeps keys owned by another field manager (a Module
-    created by the Go operator selects the CR's ``spec.selector``); such keys would make KMM unload on nodes
-    that stop matching them before the device plugin is stopped, so they are removed.
-    """
-    if desired.get("kind") != "Module":
-        return []
-    wanted = (desired.get("spec") or {}).get("selector") or {}
-    return sorted(set((live.get("spec") or {}).get("selector") or {}) - set(wanted))
-
-
-def immutable_difference(desired: dict[str, Any], live: dict[str, Any]) -> str | None:
-    """What differs in fields the server never lets an update change, so the child must be created again.
-
-    A DaemonSet's ``spec.selector`` is immutable: the Go operator's first release selected its pods by
-    ``onload.amd.com/name`` alone, which this operator's apply cannot change.
-    """
-    if desired.get("kind") != "DaemonSet":
-        return None
-    wanted = (desired.get("spec") or {}).get("selector")
-    current = (live.get("spec") or {}).get("selector")
-    if current == wanted:
-        return None
-    return f"spec.selector is {json.dumps(current, sort_keys=True)}, not {json.dumps(wanted, sort_keys=True)}"

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from onload_operator.observed import NodeView
+from onload_operator.planner.checks import SELECTOR_CONFLICT, Problem
 from onload_operator.planner.snapshot import OnloadEntry, selector_matches
 from onload_operator.render import names
-from onload_operator.render.validation import SELECTOR_CONFLICT, Problem
 
 SHOWN_NODES = 3
 
@@ -45,17 +46,15 @@ def node_owner(
     return (earlier[0], False) if earlier else None
 
 
-def selector_conflict(
-    me: OnloadEntry, onloads: Sequence[OnloadEntry], nodes: Mapping[str, Mapping[str, str]]
-) -> Problem | None:
+def selector_conflict(me: OnloadEntry, onloads: Sequence[OnloadEntry], nodes: Mapping[str, NodeView]) -> Problem | None:
     """A problem naming the CRs that the nodes ``me`` selects belong to, or None when they are all its own."""
     others = [other for other in onloads if (other.namespace, other.name) != (me.namespace, me.name)]
     # (precedence of the owner, whether its labels are on the nodes) -> the nodes
     taken: dict[tuple[tuple[str, str, str], bool], list[str]] = {}
-    for node, labels in sorted(nodes.items()):
-        if not selector_matches(me.selector, labels):
+    for node, view in sorted(nodes.items()):
+        if not selector_matches(me.selector, view.labels):
             continue
-        owner = node_owner(me, others, labels)
+        owner = node_owner(me, others, view.labels)
         if owner is not None:
             taken.setdefault((owner[0].precedence, owner[1]), []).append(node)
     if not taken:

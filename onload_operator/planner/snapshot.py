@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+from onload_operator.observed import NodeView, PodView
 
 JsonObject = Mapping[str, Any]
+"""An API object as served (read only)."""
 ChildKey = tuple[str, str]
 """(kind, name) of a child in the CR's namespace."""
 
@@ -26,17 +29,29 @@ class OnloadEntry:
         return (self.created, self.namespace, self.name)
 
 
+class LastApplied(NamedTuple):
+    """What this operator process last applied to a child, and the resourceVersion the apply returned."""
+
+    applied_hash: str
+    resource_version: str
+
+
 @dataclass(frozen=True)
 class Snapshot:
     body: JsonObject
-    nodes: Mapping[str, Mapping[str, str]]
-    """Node name → labels, for every node of the cluster."""
+    nodes: Mapping[str, NodeView]
+    """Every node of the cluster, by name."""
     onloads: Sequence[OnloadEntry] = ()
     children: Mapping[ChildKey, JsonObject] = field(default_factory=dict)
+    last_applied: Mapping[ChildKey, LastApplied] = field(default_factory=dict)
+    """A child still at the resourceVersion of its last apply of the same manifest is not applied again, even where
+    the server normalised a field its own way (so that ``compare.contains`` finds it drifted)."""
     recent_errors: Sequence[str] = ()
     """Messages of the reconciles of this CR that failed since the last success."""
     device_plugin_nodes: frozenset[str] | None = None
     """Nodes with a device-plugin pod of this CR, when nodes are leaving (see planner.nodes.nodes_leaving)."""
+    pods: Mapping[str, Sequence[PodView]] = field(default_factory=dict)
+    """Every pod of each node under upgrade (see planner.nodes.upgrade_owned), by node; no other pod is read."""
 
 
 def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:

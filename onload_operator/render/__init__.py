@@ -1,1 +1,1 @@
-"""Pure builders: an Onload CR to its child manifests, node label keys, validation and status."""
+"""Pure builders: an Onload CR to its child manifests, and the names and label keys they share."""

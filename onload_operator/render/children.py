@@ -8,10 +8,9 @@ from typing import Any
 
 from onload_operator.api.v1alpha1 import Onload
 from onload_operator.render import names
+from onload_operator.render.common import Manifest
 from onload_operator.render.daemonset import device_plugin_daemonset
 from onload_operator.render.modules import onload_module, sfc_module
-
-Manifest = dict[str, Any]
 
 
 def deployed_record(onload: Onload) -> dict[str, Any]:

@@ -7,6 +7,9 @@ from typing import Any
 from onload_operator.api.v1alpha1 import API_VERSION, KIND, Onload
 from onload_operator.render import names
 
+Manifest = dict[str, Any]
+"""A Kubernetes object as the API serves it or as the operator writes it."""
+
 
 def owner_reference(onload: Onload) -> dict[str, Any]:
     """The controller reference that makes garbage collection delete a child with its CR."""

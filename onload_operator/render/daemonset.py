@@ -9,13 +9,10 @@ resource requests, probes and image pull secrets.
 from __future__ import annotations
 
 import shlex
-from typing import Any
 
 from onload_operator.api.v1alpha1 import Onload
 from onload_operator.render import names
-from onload_operator.render.common import owner_reference, upgrade_tolerations
-
-Manifest = dict[str, Any]
+from onload_operator.render.common import Manifest, owner_reference, upgrade_tolerations
 
 KUBELET_SOCKET_DIR = "/var/lib/kubelet/device-plugins"
 PLUGIN_SOCKET = f"{KUBELET_SOCKET_DIR}/onload.sock"

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from onload_operator.api.v1alpha1 import KernelMapping, Onload
 from onload_operator.render import names
-from onload_operator.render.common import owner_reference, upgrade_tolerations
-
-Manifest = dict[str, Any]
+from onload_operator.render.common import Manifest, owner_reference, upgrade_tolerations
 
 FIRST_TIME = ["--first-time"]
 """modprobe fails when the module is already loaded, so KMM never silently keeps a foreign Onload driver."""

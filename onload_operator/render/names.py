@@ -107,8 +107,8 @@ def module_selector_label(namespace: str, name: str) -> str:
 
     Only the operator sets and removes it: on a node it takes, together with the KMM version label; on a node it
     leaves, together with the KMM version labels once no device-plugin pod is left there. So neither relabelling a
-    node nor editing the CR's selector makes KMM unload the modules under a running device plugin. (The Go operator
-    made the Modules select ``spec.selector``; a cluster taken over gets this label before its Modules change.)
+    node nor editing the CR's selector makes KMM unload the modules under a running device plugin (for clusters
+    whose Modules selected ``spec.selector``, see ``planner.takeover``).
     """
     return f"{MODULE_SELECTOR_LABEL_PREFIX}{namespace}.{name}"
 

@@ -51,19 +51,11 @@ def leave_as_go_v3_0(cluster: Cluster) -> None:
     selector_key = names.module_selector_label(NS, "onload")
     for module in ("onload-module", "onload-sfcmod"):
         if cluster.module(NS, module) is not None:
-            cluster.custom.patch_namespaced_custom_object(
-                names.KMM_GROUP,
-                names.KMM_VERSION,
-                NS,
-                "modules",
-                module,
-                {
-                    "metadata": {"labels": None, "annotations": None},
-                    "spec": {"selector": {WORKER: "", selector_key: None}},
-                },
-                field_manager="manager",
-                _content_type="application/merge-patch+json",
-            )
+            patch = {
+                "metadata": {"labels": None, "annotations": None},
+                "spec": {"selector": {WORKER: "", selector_key: None}},
+            }
+            cluster.patch_module(NS, module, patch, manager="manager")
     for node in cluster.node_labels():
         cluster.label_node(node, {selector_key: None})
     old = v3_0_daemonset(live_daemonset(cluster))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,8 +49,8 @@ class UnloadOrder:
         assert self.seen[:1] == [(True, True)], f"{self.node} did not start with Onload running"
 
 
-def changes_since(list_call: Callable[..., Any], since: str, **query: Any) -> list[dict[str, Any]]:
-    """The objects added or modified after resourceVersion ``since``, as a watch with ``list_call`` reads them."""
+def events_since(list_call: Callable[..., Any], since: str, **query: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(type, object) of every watch event after resourceVersion ``since``, as a watch with ``list_call`` reads them."""
     response = list_call(
         **query,
         watch=True,
@@ -60,4 +60,25 @@ def changes_since(list_call: Callable[..., Any], since: str, **query: Any) -> li
         _preload_content=False,
     )
     events = [json.loads(line) for line in response.read().decode().splitlines()]
-    return [event["object"] for event in events if event["type"] in {"ADDED", "MODIFIED"}]
+    return [(event["type"], event["object"]) for event in events]
+
+
+def changes_since(list_call: Callable[..., Any], since: str, **query: Any) -> list[dict[str, Any]]:
+    """The objects added or modified after resourceVersion ``since``."""
+    return [obj for kind, obj in events_since(list_call, since, **query) if kind in {"ADDED", "MODIFIED"}]
+
+
+def assert_old_pods_deleted_before_new_ones_added(
+    cluster: Cluster, namespace: str, since: str, nodes: Collection[str], is_new: Callable[[dict[str, Any]], bool]
+) -> None:
+    """On every node, each old pod was deleted before the first new pod was added: never two plugins on one
+    kubelet."""
+    events = events_since(cluster.core.list_namespaced_pod, since, namespace=namespace)
+    for node in nodes:
+        on_node = [(kind, pod) for kind, pod in events if pod["spec"].get("nodeName") == node]
+        old_deleted = [i for i, (kind, pod) in enumerate(on_node) if kind == "DELETED" and not is_new(pod)]
+        new_added = [i for i, (kind, pod) in enumerate(on_node) if kind == "ADDED" and is_new(pod)]
+        summary = [(kind, pod["metadata"]["name"]) for kind, pod in on_node]
+        assert old_deleted, f"no old pod deleted on {node}: {summary}"
+        assert new_added, f"no new pod added on {node}: {summary}"
+        assert max(old_deleted) < min(new_added), f"a new pod came before the old one went on {node}: {summary}"

@@ -1,7 +1,7 @@
 """A simulated cluster (kubesim over HTTP) with the real operator running against it, for integration tests.
 
 Every HTTP request reaching kubesim is recorded with its user agent, so tests can tell the operator's calls
-(kopf's ``kopf/...`` and the adapter's ``onload-operator``) from their own.
+(kopf's ``kopf/...`` and the executor's ``onload-operator``) from their own.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from kubesim.controllers import ControllerSettings
 from kubesim.polling import wait_for
 from kubesim.simulator import Simulator
 from onload_operator.config import OperatorConfig
+from onload_operator.planner.status import READY, condition_of
 from onload_operator.render import names
-from onload_operator.render.status import READY, condition_of
 from onload_operator.runtime import OperatorThread
 from tests.unit.onload_samples import cr_body
 
@@ -128,6 +128,24 @@ class Cluster:
                 return None
             raise
         return result
+
+    def patch_module(
+        self, namespace: str, name: str, patch: dict[str, Any], manager: str | None = None, apply: bool = False
+    ) -> None:
+        """Merge-patch a Module (as ``manager``, if given), or server-side apply ``patch`` with force."""
+        options: dict[str, Any] = {"field_manager": manager} if manager is not None else {}
+        if apply:
+            options["force"] = True
+        self.custom.patch_namespaced_custom_object(
+            names.KMM_GROUP,
+            names.KMM_VERSION,
+            namespace,
+            "modules",
+            name,
+            patch,
+            _content_type="application/apply-patch+yaml" if apply else "application/merge-patch+json",
+            **options,
+        )
 
     def daemonset(self, namespace: str, name: str) -> Any:
         try:

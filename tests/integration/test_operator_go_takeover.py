@@ -3,16 +3,14 @@ immutable selector is ``onload.amd.com/name`` alone. The real operator against k
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from kubesim.polling import wait_for
 from onload_operator.render import names
 from tests.integration.go_operator import leave_as_go_v3_0, live_daemonset
-from tests.integration.node_order import changes_since
+from tests.integration.node_order import assert_old_pods_deleted_before_new_ones_added, changes_since
 from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster
 
 NS = "onload"
@@ -21,14 +19,6 @@ GATE = names.onload_label(NS, "onload")
 ONLOAD_KEY = names.kmm_version_label(NS, "onload-module")
 READY = names.kmm_ready_label(NS, "onload-module")
 UNLOAD_WORKER = "kmm.node.kubernetes.io/worker-action"
-
-
-def pod_events_since(cluster: Cluster, since: str) -> list[tuple[str, dict[str, Any]]]:
-    response = cluster.core.list_namespaced_pod(
-        NS, watch=True, resource_version=since, timeout_seconds=1, allow_watch_bookmarks=False, _preload_content=False
-    )
-    events = [json.loads(line) for line in response.read().decode().splitlines()]
-    return [(event["type"], event["object"]) for event in events]
 
 
 def running_plugin_pods(cluster: Cluster, selector: str) -> set[str]:
@@ -77,22 +67,9 @@ def test_v3_0_children_are_taken_over_and_the_daemonset_recreated_pods_first(
         assert recreating  # once, or twice when the second look came before the watch showed the deletion
         assert all("spec.selector" in e.message for e in recreating)
         # On every node the v3.0 pod was gone before the new one was created: never two plugins on one kubelet.
-        events = pod_events_since(cluster, since)
-        for node in workers:
-            on_node = [
-                (kind, pod["metadata"].get("labels", {})) for kind, pod in events if pod["spec"].get("nodeName") == node
-            ]
-            old_deleted = [
-                i
-                for i, (kind, labels) in enumerate(on_node)
-                if kind == "DELETED" and names.MANAGED_BY_LABEL not in labels
-            ]
-            new_added = [
-                i for i, (kind, labels) in enumerate(on_node) if kind == "ADDED" and names.MANAGED_BY_LABEL in labels
-            ]
-            assert old_deleted, (node, on_node)
-            assert new_added, (node, on_node)
-            assert max(old_deleted) < min(new_added), (node, on_node)
+        assert_old_pods_deleted_before_new_ones_added(
+            cluster, NS, since, workers, lambda pod: names.MANAGED_BY_LABEL in pod["metadata"].get("labels", {})
+        )
         # Onload stayed loaded throughout: no node lost a label and KMM started no unload.
         nodes = changes_since(cluster.core.list_node, nodes_since)
         assert all({GATE, ONLOAD_KEY, READY} <= set(n["metadata"]["labels"]) for n in nodes)

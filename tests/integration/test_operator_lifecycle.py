@@ -144,15 +144,7 @@ def test_version_change_is_left_to_the_upgrade(cluster: Cluster) -> None:
 def test_edited_and_deleted_children_are_restored(cluster: Cluster) -> None:
     cluster.create_onload(onload_body())
     cluster.wait_ready(NS, "onload")
-    cluster.custom.patch_namespaced_custom_object(
-        names.KMM_GROUP,
-        names.KMM_VERSION,
-        NS,
-        "modules",
-        "onload-module",
-        {"spec": {"moduleLoader": {"container": {"version": "0.0.1"}}}},
-        _content_type="application/merge-patch+json",
-    )
+    cluster.patch_module(NS, "onload-module", {"spec": {"moduleLoader": {"container": {"version": "0.0.1"}}}})
     wait_for(
         lambda: cluster.module(NS, "onload-module")["spec"]["moduleLoader"]["container"]["version"] == "8.1.2.26",
         message="the Module's version restored",

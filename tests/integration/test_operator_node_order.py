@@ -95,29 +95,11 @@ def test_takeover_of_modules_selecting_spec_selector_unloads_nowhere(tmp_path: P
             "spec": {**module["spec"], "selector": {WORKER: ""}},
         }
         if previous_manager == names.MANAGER:
-            cluster.custom.patch_namespaced_custom_object(
-                names.KMM_GROUP,
-                names.KMM_VERSION,
-                NS,
-                "modules",
-                "onload-module",
-                old_module,
-                field_manager=previous_manager,
-                force=True,
-                _content_type="application/apply-patch+yaml",
-            )
+            cluster.patch_module(NS, "onload-module", old_module, manager=previous_manager, apply=True)
         else:
             # Another manager's update: it owns the selector key, which this operator's applies never remove.
-            cluster.custom.patch_namespaced_custom_object(
-                names.KMM_GROUP,
-                names.KMM_VERSION,
-                NS,
-                "modules",
-                "onload-module",
-                {"spec": {"selector": {WORKER: "", SELECTOR_KEY: None}}},
-                field_manager=previous_manager,
-                _content_type="application/merge-patch+json",
-            )
+            patch = {"spec": {"selector": {WORKER: "", SELECTOR_KEY: None}}}
+            cluster.patch_module(NS, "onload-module", patch, manager=previous_manager)
         assert cluster.module(NS, "onload-module")["spec"]["selector"] == {WORKER: ""}
         for node in ("worker-0", "worker-1", "worker-2"):
             cluster.label_node(node, {SELECTOR_KEY: None})

@@ -76,7 +76,7 @@ def test_operator_process_serves_liveness_metrics_and_json_logs(tmp_path: Path) 
 
 def test_sandbox_command_reaches_ready(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "onload_operator.sandbox", "--exit-when-ready", "--dir", str(tmp_path)],
+        [sys.executable, "-m", "hack.sandbox", "--exit-when-ready", "--dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -95,7 +95,7 @@ def test_sandbox_serves_kubectl_until_interrupted(tmp_path: Path) -> None:
     log_path = tmp_path / "sandbox.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "onload_operator.sandbox", "--dir", str(tmp_path)],
+            [sys.executable, "-m", "hack.sandbox", "--dir", str(tmp_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from onload_operator.actions import ApplyChild, DeleteChild, PatchChild, PatchNode, PatchStatus
+from onload_operator.observed import NodeView
 from onload_operator.planner.reconcile import Plan, plan
 from onload_operator.planner.snapshot import OnloadEntry, Snapshot, selector_matches
 from onload_operator.render import names
@@ -53,9 +56,25 @@ def entry(body: dict[str, Any]) -> OnloadEntry:
     return OnloadEntry(meta["namespace"], meta["name"], body["spec"].get("selector") or {}, meta["creationTimestamp"])
 
 
+def views(nodes: dict[str, dict[str, str]]) -> dict[str, NodeView]:
+    """Nodes as the planner sees them, from their labels."""
+    return {name: NodeView(name, labels=dict(labels)) for name, labels in nodes.items()}
+
+
 def snapshot(body: dict[str, Any], nodes: dict[str, dict[str, str]], **kwargs: Any) -> Snapshot:
     kwargs.setdefault("onloads", [entry(body)])
-    return Snapshot(body=body, nodes=nodes, **kwargs)
+    return Snapshot(body=body, nodes=views(nodes), **kwargs)
+
+
+def merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """A JSON merge patch (RFC 7386) applied in place."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, Mapping):
+            merge(target.setdefault(key, {}), value)
+        else:
+            target[key] = value
 
 
 @dataclass
@@ -74,21 +93,20 @@ class World:
         return plan(snapshot(self.body, self.nodes, children=self.children, **kwargs), IMAGE, NOW)
 
     def carry_out(self, result: Plan) -> None:
-        """Write a plan as the adapter does (children, then nodes, then status), then let KMM and the DaemonSet act."""
-        for recreate in result.recreates:  # the foreground deletion, finished at once
-            del self.children[("DaemonSet", recreate.name)]
-        for apply in result.applies:
-            self.children[(apply.manifest["kind"], apply.manifest["metadata"]["name"])] = copy.deepcopy(apply.manifest)
-        for patch in result.node_patches:
-            labels = self.nodes[patch.node]
-            for key, value in patch.labels.items():
-                if value is None:
-                    labels.pop(key, None)
-                else:
-                    labels[key] = value
+        """Run a plan's actions in order as the executor does, then let KMM and the DaemonSet act."""
+        for action in result.actions:
+            if isinstance(action, DeleteChild):  # the foreground deletion, finished at once
+                del self.children[(action.kind, action.name)]
+            elif isinstance(action, ApplyChild):
+                key = (action.manifest["kind"], action.manifest["metadata"]["name"])
+                self.children[key] = copy.deepcopy(action.manifest)
+            elif isinstance(action, PatchChild):
+                merge(self.children[(action.kind, action.name)], action.patch)
+            elif isinstance(action, PatchNode):
+                merge(self.nodes[action.node], action.labels)
+            elif isinstance(action, PatchStatus):
+                self.body["status"] = dict(action.status)
         self.run_kmm()
-        if result.status is not None:
-            self.body["status"] = result.status
 
     def run_kmm(self) -> None:
         """KMM loads a Module where its selector matches and the version label is set, and unloads it elsewhere;
@@ -121,3 +139,7 @@ def converge(world: World, rounds: int = 10) -> World:
             return world
         world.carry_out(result)
     raise AssertionError("did not converge")
+
+
+def conditions(status: Mapping[str, Any]) -> dict[str, tuple[object, object]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}

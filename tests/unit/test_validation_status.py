@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from onload_operator.planner.compare import (
-    CHANGED,
-    DRIFTED,
-    MISSING,
-    apply_reason,
-    contains,
-    immutable_difference,
-    stale_selector_keys,
-)
-from onload_operator.planner.nodes import crs_to_wake, orphaned_gate_labels, removal_patches
-from onload_operator.render import names
-from onload_operator.render.status import Observation, compute_status
-from onload_operator.render.validation import (
+from onload_operator.planner.checks import (
     INVALID_REGEXP,
     INVALID_SPEC,
     MISSING_USER_IMAGE,
@@ -25,7 +13,18 @@ from onload_operator.render.validation import (
     Problem,
     validate,
 )
-from tests.unit.onload_samples import LATER, NOW, cr_body
+from onload_operator.planner.compare import (
+    CHANGED,
+    DRIFTED,
+    MISSING,
+    apply_reason,
+    contains,
+)
+from onload_operator.planner.nodes import crs_to_wake, orphaned_gate_labels, removal_patches
+from onload_operator.planner.status import Observation, compute_status
+from onload_operator.planner.takeover import Replacement, replacement, stale_selector_keys
+from onload_operator.render import names
+from tests.unit.onload_samples import LATER, NOW, cr_body, views
 
 
 def reasons(body: dict[str, object]) -> list[str]:
@@ -140,7 +139,7 @@ def test_apply_reason() -> None:
 def test_removal_and_orphan_detection() -> None:
     gate = names.onload_label("ns", "gone")
     nodes = {"a": {gate: "1", names.kmm_version_label("ns", "gone-module"): "1", "other": "x"}, "b": {"other": "x"}}
-    [patch] = removal_patches("ns", "gone", nodes)
+    [patch] = removal_patches("ns", "gone", views(nodes))
     assert patch.node == "a"
     assert set(patch.labels) == {gate, names.kmm_version_label("ns", "gone-module")}
     assert orphaned_gate_labels(nodes["a"], {("ns", "kept")}) == [("ns", "gone")]
@@ -173,13 +172,23 @@ def test_selector_keys_left_by_another_manager_on_a_module_are_drift() -> None:
 
 
 def test_only_a_daemonset_selector_change_needs_the_object_created_again() -> None:
-    desired = {"kind": "DaemonSet", "spec": {"selector": {"matchLabels": {"a": "1", "b": "2"}}, "x": 1}}
-    assert immutable_difference(desired, {"spec": {"selector": {"matchLabels": {"b": "2", "a": "1"}}, "x": 2}}) is None
-    assert immutable_difference(desired, {"spec": {"selector": {"matchLabels": {"a": "1"}}}}) == (
-        'spec.selector is {"matchLabels": {"a": "1"}}, not {"matchLabels": {"a": "1", "b": "2"}}'
+    meta = {"name": "ds"}
+    desired = {
+        "kind": "DaemonSet",
+        "metadata": meta,
+        "spec": {"selector": {"matchLabels": {"a": "1", "b": "2"}}, "x": 1},
+    }
+    live_meta = {"uid": "u1"}
+    same = {"metadata": live_meta, "spec": {"selector": {"matchLabels": {"b": "2", "a": "1"}}, "x": 2}}
+    assert replacement(desired, same) is None
+    assert replacement(desired, {"metadata": live_meta, "spec": {"selector": {"matchLabels": {"a": "1"}}}}) == (
+        Replacement(
+            "u1",
+            'DaemonSet ds: spec.selector is {"matchLabels": {"a": "1"}}, not {"matchLabels": {"a": "1", "b": "2"}}',
+        )
     )
-    module = {"kind": "Module", "spec": {"selector": {"a": "1"}}}
-    assert immutable_difference(module, {"spec": {"selector": {"b": "1"}}}) is None
+    module = {"kind": "Module", "metadata": meta, "spec": {"selector": {"a": "1"}}}
+    assert replacement(module, {"metadata": live_meta, "spec": {"selector": {"b": "1"}}}) is None
 
 
 def test_status_version_is_removed_once_no_node_runs_it() -> None:

@@ -12,41 +12,13 @@ import itertools
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from kubesim.errors import already_exists, conflict, not_found
 from kubesim.objectstore import JsonObject, WatchEvent
 from kubesim.patch import merge_patch
+from kubesim.selectors import object_matcher
 
 Key = tuple[str, str]
-
-
-def _matches_label_selector(selector: str | None, labels: dict[str, str]) -> bool:
-    for term in (selector or "").split(","):
-        term = term.strip()
-        if not term:
-            continue
-        if term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif "!=" in term:
-            key, value = term.split("!=", 1)
-            if labels.get(key) == value:
-                return False
-        elif "=" in term:
-            key, value = term.split("=", 1)
-            if labels.get(key.rstrip("=")) != value.lstrip("="):
-                return False
-        elif term not in labels:
-            return False
-    return True
-
-
-def _field(obj: JsonObject, path: str) -> str:
-    value: Any = obj
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return "" if value is None else str(value)
 
 
 class FakeStore:
@@ -70,18 +42,12 @@ class FakeStore:
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> list[JsonObject]:
-        result = []
-        for (ns, _), obj in self.objects.get(resource, {}).items():
-            if namespace is not None and ns != namespace:
-                continue
-            if not _matches_label_selector(label_selector, obj["metadata"].get("labels") or {}):
-                continue
-            if field_selector:
-                wanted = dict(term.split("=", 1) for term in field_selector.split(","))
-                if any(_field(obj, path) != value for path, value in wanted.items()):
-                    continue
-            result.append(copy.deepcopy(obj))
-        return result
+        matches = object_matcher(label_selector, field_selector)
+        return [
+            copy.deepcopy(obj)
+            for (ns, _), obj in self.objects.get(resource, {}).items()
+            if (namespace is None or ns == namespace) and (matches is None or matches(obj))
+        ]
 
     def create(self, resource: str, obj: JsonObject) -> JsonObject:
         obj = copy.deepcopy(obj)

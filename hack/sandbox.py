@@ -1,4 +1,4 @@
-"""``python -m onload_operator.sandbox`` (``make sandbox``): the operator on a local emulated cluster.
+"""``python -m hack.sandbox`` (``make sandbox``): the operator on a local emulated cluster.
 
 Starts kubesim (the project's Kubernetes API server emulator) with a few simulated nodes, its DaemonSet
 controller, kubelets and KMM, runs this operator against it over HTTP, applies the sample Onload CR of
@@ -26,7 +26,7 @@ from kubernetes import client, config
 from kubesim.simulator import Simulator
 from onload_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 from onload_operator.config import OperatorConfig
-from onload_operator.render.status import READY, condition_of
+from onload_operator.planner.status import READY, condition_of
 from onload_operator.runtime import OperatorThread
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ NAMESPACE = "onload-sandbox"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m onload_operator.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hack.sandbox", description=__doc__)
     parser.add_argument(
         "--nodes", default=DEFAULT_NODES, help="kubesim node spec (default: 3 workers, 1 control plane)"
     )

@@ -1,4 +1,4 @@
-"""Pure reducers from what the operator observed to the CR's ``status``: conditions, counts and version.
+"""The status reducer: from what the operator observed to the CR's ``status``: conditions, counts and version.
 
 Conditions follow metav1.Condition: ``lastTransitionTime`` changes only when a condition's status flips, and
 every condition carries the generation it was computed from, so an unchanged cluster yields an identical status
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from onload_operator.render.validation import Problem
+from onload_operator.planner.checks import Problem
 
 READY = "Ready"
 PROGRESSING = "Progressing"
@@ -30,6 +30,14 @@ RECONCILE_ERROR = "ReconcileError"
 
 
 @dataclass(frozen=True)
+class Holdup:
+    """What keeps the rollout from finishing although nothing is wrong: a Progressing reason and its message."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Observation:
     """Everything the status is computed from, gathered by the planner in one reconcile."""
 
@@ -41,9 +49,8 @@ class Observation:
     children_present: bool = True
     nodes_labelled: bool = True
     version: str | None = None
-    upgrade_pending: str | None = None
-    recreating: str | None = None
-    """Why a child is being deleted to be created again, when it is."""
+    holdup: Holdup | None = None
+    """A child being created again (``Recreating``), or a spec change held for the upgrade (``UpgradePending``)."""
     outdated_device_plugin_pods: int = 0
     errors: Sequence[str] = field(default_factory=tuple)
 
@@ -98,10 +105,8 @@ def _ready(obs: Observation) -> tuple[str, str, str]:
 def _progressing(obs: Observation, ready: str) -> tuple[str, str, str]:
     if obs.problems:
         return "False", obs.problems[0].reason, "nothing is changed until the problem is fixed"
-    if obs.recreating:
-        return "True", RECREATING, obs.recreating
-    if obs.upgrade_pending:
-        return "True", UPGRADE_PENDING, obs.upgrade_pending
+    if obs.holdup is not None:
+        return "True", obs.holdup.reason, obs.holdup.message
     if obs.selected and ready != "True":
         return "True", ROLLING_OUT, _counts_message(obs)
     if obs.outdated_device_plugin_pods:

@@ -1,0 +1,137 @@
+"""Reads and writes of an Onload CR's children (KMM Modules and the device-plugin DaemonSet), one table of kinds."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from onload_operator.actions import ApplyChild, DeleteChild, PatchChild
+from onload_operator.io.client import APPLY_PATCH, MERGE_PATCH, JsonObject, Kube, json_of
+from onload_operator.planner.snapshot import ChildKey
+from onload_operator.render import names
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChildResource:
+    group: str
+    version: str
+    plural: str
+
+
+RESOURCES = {
+    "Module": ChildResource(names.KMM_GROUP, names.KMM_VERSION, "modules"),
+    "DaemonSet": ChildResource("apps", "v1", "daemonsets"),
+}
+
+
+class KmmMissingError(RuntimeError):
+    """The cluster does not serve KMM's Module resource."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"the API server does not serve {names.KMM_API_VERSION} Modules: install Kernel Module Management (KMM)"
+        )
+
+
+def read_child(kube: Kube, namespace: str, kind: str, name: str) -> JsonObject | None:
+    """The live child, or None when it does not exist."""
+    resource = RESOURCES[kind]
+    try:
+        response: Any = kube.custom.get_namespaced_custom_object(
+            resource.group, resource.version, namespace, resource.plural, name, _preload_content=False
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return json_of(response)
+
+
+def read_children(kube: Kube, namespace: str, keys: Iterable[ChildKey]) -> dict[ChildKey, JsonObject | None]:
+    """Fresh reads of some children (None for those that do not exist)."""
+    return {(kind, name): read_child(kube, namespace, kind, name) for kind, name in keys}
+
+
+def apply_child(kube: Kube, action: ApplyChild) -> JsonObject:
+    """Server-side apply under the operator's field manager, with force; returns the object written."""
+    manifest = action.manifest
+    kind, metadata = manifest["kind"], manifest["metadata"]
+    resource = RESOURCES[kind]
+    try:
+        response: Any = kube.write(
+            "apply",
+            resource.plural,
+            lambda: kube.custom.patch_namespaced_custom_object(
+                resource.group,
+                resource.version,
+                metadata["namespace"],
+                resource.plural,
+                metadata["name"],
+                manifest,
+                field_manager=names.MANAGER,
+                force=True,
+                _content_type=APPLY_PATCH,
+                _preload_content=False,
+            ),
+        )
+    except ApiException as error:
+        if error.status == 404 and kind == "Module":  # apply creates missing objects: the resource itself is missing
+            raise KmmMissingError() from error
+        raise
+    log.info("applied %s %s/%s (%s)", kind, metadata["namespace"], metadata["name"], action.reason)
+    return json_of(response)
+
+
+def patch_child(kube: Kube, namespace: str, action: PatchChild) -> None:
+    resource = RESOURCES[action.kind]
+    kube.write(
+        "patch",
+        resource.plural,
+        lambda: kube.custom.patch_namespaced_custom_object(
+            resource.group,
+            resource.version,
+            namespace,
+            resource.plural,
+            action.name,
+            dict(action.patch),
+            field_manager=names.MANAGER,
+            _content_type=MERGE_PATCH,
+            _preload_content=False,
+        ),
+    )
+    log.info("patched %s %s/%s: %s", action.kind, namespace, action.name, action.reason)
+
+
+def delete_child(kube: Kube, namespace: str, action: DeleteChild) -> bool:
+    """Delete the child, its pods first (foreground), only if it is still ``action.uid``; True when deleted."""
+    resource = RESOURCES[action.kind]
+    options = client.V1DeleteOptions(
+        propagation_policy="Foreground", preconditions=client.V1Preconditions(uid=action.uid)
+    )
+    try:
+        kube.write(
+            "delete",
+            resource.plural,
+            lambda: kube.custom.delete_namespaced_custom_object(
+                resource.group,
+                resource.version,
+                namespace,
+                resource.plural,
+                action.name,
+                body=options,
+                _preload_content=False,
+            ),
+        )
+    except ApiException as error:
+        if error.status in (404, 409):  # gone already, or replaced by another object since
+            return False
+        raise
+    log.info("deleting %s %s/%s, its pods first", action.kind, namespace, action.name)
+    return True
