@@ -43,6 +43,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=300.0,
         help="reconcile every CR at least this often (default: %(default)s)",
     )
+    parser.add_argument(
+        "--recheck-seconds",
+        type=float,
+        default=2.0,
+        help="while nodes wait in an upgrade step on pods, reconcile their CR this often (default: %(default)s)",
+    )
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, else KUBECONFIG)")
     return parser.parse_args(argv)
 
@@ -66,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics_address=args.metrics_address,
         liveness_endpoint=None if args.liveness == "none" else args.liveness,
         resync_seconds=args.resync_seconds,
+        recheck_seconds=args.recheck_seconds,
     )
     asyncio.run(run_operator(config))
 

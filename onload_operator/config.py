@@ -19,6 +19,8 @@ class OperatorConfig:
     liveness_endpoint: str | None = "http://0.0.0.0:8081/healthz"
     resync_seconds: float = 300.0
     """Each CR is reconciled at least this often, even when no event arrives."""
+    recheck_seconds: float = 2.0
+    """While nodes wait in an upgrade step on pods (which are not watched), the CR is reconciled this often."""
     min_interval_seconds: float = 0.2
     """Reconciles of one CR are at least this far apart: bursts of events are handled together."""
     max_backoff_seconds: float = 30.0

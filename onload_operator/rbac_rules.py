@@ -15,11 +15,15 @@ RULES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
     # the CR's finalizers (OwnerReferencesPermissionEnforcement).
     ("onload.amd.com", "onloads/finalizers", ("update",)),
     # Server-side apply: patch, and create when the apply creates the object (Kubernetes authorizes both).
-    ("kmm.sigs.x-k8s.io", "modules", ("get", "list", "watch", "create", "patch")),
-    # delete: a DaemonSet whose immutable selector differs (the Go operator v3.0's) is created again.
+    # delete: the sfc Module once no node uses sfc.
+    ("kmm.sigs.x-k8s.io", "modules", ("get", "list", "watch", "create", "patch", "delete")),
+    # delete: the DaemonSet of a revision no node runs any longer, and the single one of earlier operators.
     ("apps", "daemonsets", ("get", "list", "watch", "create", "patch", "delete")),
-    ("", "nodes", ("list", "watch", "patch")),
-    ("", "pods", ("list",)),  # device-plugin pods on nodes that stop matching, before their modules are unloaded
+    ("", "nodes", ("list", "watch", "patch")),  # labels; the upgrade's state annotation and taint
+    # list: device-plugin pods on nodes that stop matching, every pod of a node under upgrade; delete: pods that
+    # use Onload after an eviction timeout with onEvictionTimeout: Force.
+    ("", "pods", ("list", "delete")),
+    ("", "pods/eviction", ("create",)),  # the upgrade evicts the pods that use Onload on the node it works on
     ("", "events", ("create",)),
     ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch")),  # kopf notices new CRDs (KMM)
 )

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,8 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import start_http_server
 
-from onload_operator.actions import ApplyChild, PatchChild
+from onload_operator.actions import ApplyChild, EvictionOutcome, EvictionResult, PatchChild
+from onload_operator.api.v1alpha1 import GROUP, KIND
 from onload_operator.config import OperatorConfig
 from onload_operator.io.children import KmmMissingError, read_children
 from onload_operator.io.client import Kube, now_rfc3339
@@ -37,12 +38,12 @@ from onload_operator.planner.nodes import (
     nodes_leaving,
     orphaned_gate_labels,
     removal_patches,
-    upgrade_owned,
 )
 from onload_operator.planner.reconcile import Plan, failure_plan, plan
 from onload_operator.planner.snapshot import ChildKey, JsonObject, OnloadEntry, Snapshot, child_key
 from onload_operator.planner.status import READY, Observation, condition_of
 from onload_operator.render import names
+from onload_operator.upgrade import needs_pods
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,23 @@ class WatchCache:
     modules: kopf.Index[ChildRef, JsonObject]
     daemonsets: kopf.Index[ChildRef, JsonObject]
 
-    def children(self, namespace: str) -> dict[ChildKey, JsonObject]:
+    def children(self, namespace: str, owner: str) -> dict[ChildKey, JsonObject]:
+        """The children of the CR ``namespace/owner`` (by owner reference)."""
         found = {
             (kind, child): _only(store)
             for index in (self.modules, self.daemonsets)
             for (child_namespace, kind, child), store in index.items()
             if child_namespace == namespace
         }
-        return {key: child for key, child in found.items() if child is not None}
+        return {key: child for key, child in found.items() if child is not None and owner_of(child) == owner}
+
+
+def owner_of(child: Mapping[str, Any]) -> str | None:
+    """The name of the Onload CR a child belongs to, by its owner reference."""
+    for reference in (child.get("metadata") or {}).get("ownerReferences") or []:
+        if reference.get("kind") == KIND and str(reference.get("apiVersion", "")).startswith(f"{GROUP}/"):
+            return str(reference.get("name"))
+    return None
 
 
 def _only(store: kopf.Store[Any]) -> Any:
@@ -102,6 +112,8 @@ class OperatorContext:
     """The last status written per CR: newer than the watch cache until the watch event arrives."""
     observations: dict[CrKey, Observation] = field(default_factory=dict)
     """The last observation per CR: what a failure is reported with."""
+    eviction_blocks: dict[CrKey, dict[str, str]] = field(default_factory=dict)
+    """Per CR, node → the answer to the last refused eviction there (reported in the status, not decided on)."""
     node_fingerprints: dict[str, int] = field(default_factory=dict)
     metrics_server: Any = None
 
@@ -122,6 +134,7 @@ class OperatorContext:
         self.failures.pop(key, None)
         self.written_status.pop(key, None)
         self.observations.pop(key, None)
+        self.eviction_blocks.pop(key, None)
         self.metrics.forget(*key)
 
     def start_metrics_server(self) -> None:
@@ -160,23 +173,44 @@ def _snapshot(context: OperatorContext, key: CrKey, body: Mapping[str, Any], cac
         body=_current_body(context, key, body),
         nodes={node: view for node, store in cache.nodes.items() if (view := _only(store)) is not None},
         onloads=list(onload_entries(cache.onloads).values()),
-        children=cache.children(key[0]),
+        children=cache.children(*key),
         last_applied=context.executor.last_applied(key[0]),
         recent_errors=failures[-1:] if len(failures) >= context.config.degraded_after_failures else (),
+        eviction_blocks=dict(context.eviction_blocks.get(key, {})),
     )
 
 
 async def _with_pods(context: OperatorContext, key: CrKey, snapshot: Snapshot) -> Snapshot:
-    """Add the pods the planner needs: device-plugin pods when nodes leave, every pod of a node under upgrade."""
+    """Add the pods the planner needs: device-plugin pods when nodes leave, every pod of a node whose upgrade step
+    waits on pods."""
     if nodes_leaving(*key, selector_of(snapshot.body.get("spec") or {}), snapshot.nodes):
-        daemonset = names.device_plugin_name(key[1])
-        found = await asyncio.to_thread(device_plugin_nodes, context.kube, key[0], daemonset)
+        daemonsets = [child for kind, child in snapshot.children if kind == "DaemonSet"]
+        found = await asyncio.to_thread(device_plugin_nodes, context.kube, key[0], daemonsets)
         snapshot = dataclasses.replace(snapshot, device_plugin_nodes=found)
-    upgrading = sorted(upgrade_owned(snapshot.nodes))
-    if upgrading:
-        pods = {node: tuple(await asyncio.to_thread(pods_on_node, context.kube, node)) for node in upgrading}
+    waiting = needs_pods(*key, snapshot.nodes)
+    if waiting:
+        pods = {node: tuple(await asyncio.to_thread(pods_on_node, context.kube, node)) for node in waiting}
         snapshot = dataclasses.replace(snapshot, pods=pods)
     return snapshot
+
+
+def _remember_evictions(
+    context: OperatorContext, key: CrKey, snapshot: Snapshot, results: Sequence[EvictionResult]
+) -> None:
+    """Keep, per node, the API's answer to the last refused eviction: the status names it until one succeeds."""
+    node_of = {(p.namespace, p.name): node for node, pods in snapshot.pods.items() for p in pods}
+    blocks = context.eviction_blocks.setdefault(key, {})
+    for result in results:
+        node = node_of.get((result.pod.namespace, result.pod.name))
+        if node is None:
+            continue
+        if result.outcome == EvictionOutcome.BLOCKED:
+            blocks[node] = f"eviction of pod {result.pod.namespace}/{result.pod.name} refused: {result.message}"
+        else:
+            blocks.pop(node, None)
+    for node in list(blocks):
+        if node not in snapshot.pods:  # no longer evicting there
+            del blocks[node]
 
 
 async def _planned(context: OperatorContext, key: CrKey, snapshot: Snapshot) -> Plan:
@@ -200,6 +234,7 @@ async def reconcile(context: OperatorContext, key: CrKey, body: Mapping[str, Any
         result = await _planned(context, key, snapshot)
         context.observations[key] = result.observation
         executed = await asyncio.to_thread(context.executor.run, *key, result.actions)
+        _remember_evictions(context, key, snapshot, executed.evictions)
     except Exception as error:
         await _failed(context, key, body, error)
         return None
@@ -283,6 +318,10 @@ async def run_loop(
                 backoff = config.min_interval_seconds
                 # After writes, look again: the status must reflect them even if no further event concerns the CR.
                 delay = config.min_interval_seconds if writes else config.resync_seconds
+                observation = context.observations.get(key)
+                if observation is not None and observation.rollout_waiting:
+                    # Pods are not watched: a node whose upgrade waits on pods is looked at again soon.
+                    delay = min(delay, config.recheck_seconds)
             # Let a burst of events accumulate, then wait for a wake-up, a stop or the next resync.
             await asyncio.wait([stop], timeout=config.min_interval_seconds)
             wake = asyncio.ensure_future(waker.wait())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from kubernetes import client
@@ -22,22 +23,26 @@ def pods_on_node(kube: Kube, node: str) -> list[PodView]:
     return [pod_view(pod) for pod in json_of(response).get("items") or []]
 
 
-def device_plugin_nodes(kube: Kube, namespace: str, daemonset: str) -> frozenset[str]:
-    """Nodes where a pod of the device-plugin DaemonSet exists (running or still terminating)."""
-    response: Any = kube.core.list_namespaced_pod(
-        namespace, label_selector=f"{names.NAME_LABEL}={daemonset}", _preload_content=False
-    )
+def device_plugin_nodes(kube: Kube, namespace: str, daemonsets: Sequence[str]) -> frozenset[str]:
+    """Nodes where a pod of any of the CR's device-plugin DaemonSets exists (running or still terminating)."""
+    if not daemonsets:
+        return frozenset()
+    selector = f"{names.NAME_LABEL} in ({','.join(sorted(daemonsets))})"
+    response: Any = kube.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
     return frozenset(
         node for pod in json_of(response).get("items") or [] if (node := (pod.get("spec") or {}).get("nodeName"))
     )
 
 
 def _message(error: ApiException) -> str:
-    """The server's message (for a 429, it names the PodDisruptionBudget), else the HTTP reason."""
+    """The server's message and its causes (for a 429, a cause names the PodDisruptionBudget), else the HTTP
+    reason."""
     try:
-        return str(json.loads(error.body or "{}").get("message") or error.reason or "")
+        status = json.loads(error.body or "{}")
     except ValueError:
         return str(error.reason or "")
+    causes = [str(c.get("message")) for c in (status.get("details") or {}).get("causes") or [] if c.get("message")]
+    return ": ".join([str(status.get("message") or error.reason or ""), *causes])
 
 
 def _gone(error: ApiException) -> bool:

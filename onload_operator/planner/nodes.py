@@ -28,6 +28,7 @@ from onload_operator.actions import PatchNode
 from onload_operator.observed import NodeView
 from onload_operator.planner.snapshot import selector_matches
 from onload_operator.render import names
+from onload_operator.upgrade.state import has_taint, state_of, upgrade_taint, without_taint
 
 LabelChanges = dict[str, str | None]
 """Labels to set on one node; None removes one."""
@@ -162,11 +163,6 @@ def leaving_changes(facts: NodeFacts) -> LabelChanges:
     return row.changes(facts) if row is not None else {}
 
 
-def upgrade_owned(nodes: Mapping[str, NodeView]) -> frozenset[str]:
-    """The nodes the upgrade machine works on: only it writes their labels."""
-    return frozenset(name for name, node in nodes.items() if names.UPGRADE_ANNOTATION in node.annotations)
-
-
 @dataclass(frozen=True)
 class NodePlan:
     selected: int = 0
@@ -228,13 +224,25 @@ def nodes_leaving(namespace: str, name: str, selector: Mapping[str, str], nodes:
 
 
 def removal_patches(namespace: str, name: str, nodes: Mapping[str, NodeView]) -> list[PatchNode]:
-    """Remove every label of one CR from the nodes carrying any (on deletion of the CR)."""
+    """Remove every label of one CR from the nodes carrying any, and release the nodes its upgrade holds (state
+    annotation and taint), on deletion of the CR."""
     keys = names.node_label_keys(namespace, name)
+    taint = upgrade_taint(namespace, name)
     patches = []
     for node, view in sorted(nodes.items()):
         present: LabelChanges = {key: None for key in keys if key in view.labels}
-        if present:
-            patches.append(PatchNode(node, labels=present))
+        held = state_of(view, namespace, name) is not None
+        tainted = has_taint(view, taint)
+        if present or held or tainted:
+            patches.append(
+                PatchNode(
+                    node,
+                    labels=present,
+                    annotations={names.UPGRADE_ANNOTATION: None} if held else {},
+                    taints=without_taint(view, taint) if tainted else None,
+                    resource_version=view.resource_version if tainted else None,
+                )
+            )
     return patches
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from onload_operator.actions import (
@@ -27,13 +28,22 @@ from onload_operator.planner import takeover
 from onload_operator.planner.checks import validate
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason
 from onload_operator.planner.conflicts import selector_conflict
-from onload_operator.planner.deployed import effective_onload
-from onload_operator.planner.nodes import plan_node_labels, upgrade_owned
-from onload_operator.planner.snapshot import JsonObject, LastApplied, OnloadEntry, Snapshot, child_key, selector_matches
+from onload_operator.planner.nodes import plan_node_labels
+from onload_operator.planner.revisions import Revisions, plan_revisions, recorded_registry
+from onload_operator.planner.snapshot import (
+    ChildKey,
+    JsonObject,
+    LastApplied,
+    OnloadEntry,
+    Snapshot,
+    child_key,
+    selector_matches,
+)
 from onload_operator.planner.status import (
     DEGRADED,
     READY,
     RECREATING,
+    UPGRADING,
     Holdup,
     Observation,
     compute_status,
@@ -41,6 +51,8 @@ from onload_operator.planner.status import (
 )
 from onload_operator.render import names
 from onload_operator.render.children import render_children
+from onload_operator.upgrade import RolloutInput, plan_rollout
+from onload_operator.upgrade.state import parse_time
 
 NORMAL = "Normal"
 WARNING = "Warning"
@@ -87,12 +99,12 @@ def plan(snapshot: Snapshot, device_plugin_image: str, now: str) -> Plan:
             problems=problems,
             selected=_selected(snapshot.nodes, selector),
             module_ready=_module_ready_nodes(snapshot.nodes, namespace, name),
-            device_plugin_ready=int(_device_plugin_status(snapshot, name).get("numberReady") or 0),
+            device_plugin_ready=_plugins_ready(snapshot),
             # What keeps running while the spec is refused.
             version=(body.get("status") or {}).get("version") if _onload_running(snapshot, namespace, name) else None,
         )
         return _with_status(body, observation, [], [], now)
-    observation, writes, events = _plan_valid(onload, snapshot, device_plugin_image, generation)
+    observation, writes, events = _plan_valid(onload, snapshot, device_plugin_image, generation, now)
     return _with_status(body, observation, writes, events, now)
 
 
@@ -156,10 +168,13 @@ def _module_ready_nodes(nodes: Mapping[str, NodeView], namespace: str, name: str
     return sum(ready in node.labels for node in nodes.values())
 
 
-def _device_plugin_status(snapshot: Snapshot, name: str) -> Mapping[str, Any]:
-    daemonset = snapshot.children.get(("DaemonSet", names.device_plugin_name(name))) or {}
-    status: Mapping[str, Any] = daemonset.get("status") or {}
-    return status
+def _daemonsets(snapshot: Snapshot) -> list[JsonObject]:
+    return [child for (kind, _), child in snapshot.children.items() if kind == "DaemonSet"]
+
+
+def _plugins_ready(snapshot: Snapshot) -> int:
+    """Nodes with a Ready device-plugin pod, whichever revision's DaemonSet runs it."""
+    return sum(_status_count(ds, "numberReady") for ds in _daemonsets(snapshot))
 
 
 def _me(onload: Onload, body: JsonObject) -> OnloadEntry:
@@ -179,49 +194,45 @@ def _as_last_applied(manifest: JsonObject, live: JsonObject, last_applied: LastA
 
 
 def _plan_valid(
-    onload: Onload, snapshot: Snapshot, image: str, generation: int | None
+    onload: Onload, snapshot: Snapshot, image: str, generation: int | None, now: str
 ) -> tuple[Observation, list[Action], list[PostEvent]]:
     namespace, name = onload.metadata.namespace, onload.metadata.name
-    running = _onload_running(snapshot, namespace, name)
-    effective, upgrade_pending = effective_onload(onload, snapshot.children, running)
-    applies: list[ApplyChild] = []
-    being_deleted: Holdup | None = None
-    replaced: takeover.Replacement | None = None
-    for manifest in render_children(effective, image):
-        key = child_key(manifest)
-        live = snapshot.children.get(key)
-        if live is not None and (live.get("metadata") or {}).get("deletionTimestamp"):
-            # Applying to an object on its way out changes nothing: create it again once it is gone.
-            being_deleted = Holdup(
-                RECREATING,
-                f"{key[0]} {key[1]} is being deleted and goes once its pods are gone (a pod on an unreachable node "
-                "stays Terminating until the node returns or the pod is deleted with --force)",
-            )
-            continue
-        if live is not None and (found := takeover.replacement(manifest, live)) is not None:
-            replaced = found
-            continue
-        reason = apply_reason(manifest, live)
-        if reason is not None:
-            applies.append(ApplyChild(manifest, reason))
-    component = effective.spec.onload
+    ref = _ref(snapshot.body)
+    revisions = plan_revisions(onload, snapshot.children, snapshot.nodes)
+    selector = onload.spec.selector
+    rollout = plan_rollout(
+        RolloutInput(
+            namespace=namespace,
+            name=name,
+            onload=ref,
+            target=revisions.target,
+            revisions=revisions.registry,
+            policy=onload.spec.upgrade,
+            nodes=snapshot.nodes,
+            selected=frozenset(n for n, view in snapshot.nodes.items() if selector_matches(selector, view.labels)),
+            pods=snapshot.pods,
+            now=_moment(now),
+            eviction_blocks=snapshot.eviction_blocks,
+            previous=(snapshot.body.get("status") or {}).get("upgrade"),
+            may_take=recorded_registry(name, snapshot.children).get(revisions.target)
+            == revisions.registry[revisions.target],
+        )
+    )
     nodes = plan_node_labels(
         namespace,
         name,
-        component.version,
-        effective.spec.uses_sfc,
-        effective.spec.selector,
+        revisions.target,
+        onload.spec.uses_sfc,
+        selector,
         snapshot.nodes,
-        upgrade_owned(snapshot.nodes),
+        rollout.owned,
         snapshot.device_plugin_nodes,
     )
     modules_held = takeover.modules_held(namespace, name, snapshot.nodes, nodes.patches)
-    if modules_held:
-        applies = [a for a in applies if a.manifest["kind"] != "Module" or a.reason == MISSING]
-    ref = _ref(snapshot.body)
+    children = _plan_children(revisions, snapshot, image, modules_held)
     events: list[PostEvent] = []
     child_writes: list[Action] = []
-    for apply in applies:
+    for apply in children.applies:
         key = child_key(apply.manifest)
         live = snapshot.children.get(key)
         if live is None or not _as_last_applied(apply.manifest, live, snapshot.last_applied.get(key)):
@@ -230,29 +241,125 @@ def _plan_valid(
         patch = takeover.module_selector_patch(apply, live)
         if patch is not None:
             child_writes.append(patch)
-    deletes: list[DeleteChild] = []
-    recreating = being_deleted
-    if replaced is not None:
-        delete, recreating = takeover.recreate_daemonset(name, replaced, modules_held, snapshot.children)
-        if delete is not None:
-            deletes.append(delete)
-            events.append(PostEvent(ref, NORMAL, RECREATING, recreating.message))
-    ds_status = _device_plugin_status(snapshot, name)
-    outdated = int(ds_status.get("desiredNumberScheduled") or 0) - int(ds_status.get("updatedNumberScheduled") or 0)
+    events += [
+        PostEvent(ref, NORMAL, RECREATING, f"deleting {d.kind} {d.name}: {children.why}") for d in children.deletes
+    ]
+    summary = rollout.summary
+    pending = summary is not None and not summary.complete
+    upgrading = next((c for c in summary.conditions if c.type == UPGRADING), None) if summary else None
+    daemonsets = _daemonsets(snapshot)
     observation = Observation(
         generation,
         selected=nodes.selected,
         module_ready=nodes.module_ready,
-        device_plugin_ready=int(ds_status.get("numberReady") or 0),
-        children_present=not any(a.reason == MISSING for a in applies) and recreating is None,
+        device_plugin_ready=_plugins_ready(snapshot),
+        children_present=not any(a.reason == MISSING for a in children.applies) and children.holdup is None,
         nodes_labelled=not nodes.labelling,
-        version=component.version if running or nodes.patches else None,
-        holdup=recreating or upgrade_pending,
-        outdated_device_plugin_pods=max(outdated, 0),
+        version=_versions(revisions, snapshot.nodes, namespace, name, installing=bool(nodes.patches)),
+        holdup=children.holdup or (Holdup(UPGRADING, upgrading.message) if pending and upgrading else None),
+        outdated_device_plugin_pods=sum(
+            max(_status_count(ds, "desiredNumberScheduled") - _status_count(ds, "updatedNumberScheduled"), 0)
+            for ds in daemonsets
+        ),
         errors=tuple(snapshot.recent_errors),
+        upgrade=summary.status if summary else None,
+        upgrade_conditions=summary.conditions if summary else (),
+        rollout_pending=pending,
+        rollout_waiting=rollout.waiting,
     )
-    events += _node_events(ref, namespace, name, component.version, nodes.patches)
-    return observation, [*deletes, *child_writes, *nodes.patches], events
+    events += _node_events(ref, namespace, name, revisions.target, nodes.patches)
+    return observation, [*children.deletes, *child_writes, *rollout.actions, *nodes.patches], events
+
+
+def _moment(now: str) -> datetime:
+    moment = parse_time(now)
+    if moment is None:
+        raise ValueError(f"not an RFC 3339 time: {now!r}")
+    return moment
+
+
+def _status_count(child: JsonObject, key: str) -> int:
+    return int((child.get("status") or {}).get(key) or 0)
+
+
+def _versions(
+    revisions: Revisions, nodes: Mapping[str, NodeView], namespace: str, name: str, *, installing: bool
+) -> str | None:
+    """The Onload versions the nodes run (several during a rollout); the target's while the first nodes load it."""
+    key = names.kmm_version_label(namespace, names.module_name(name))
+    running = sorted({revisions.version(r) for node in nodes.values() if (r := node.labels.get(key))})
+    if running:
+        return ", ".join(running)
+    return revisions.version(revisions.target) if installing else None
+
+
+@dataclass(frozen=True)
+class ChildrenPlan:
+    applies: list[ApplyChild]
+    deletes: list[DeleteChild]
+    holdup: Holdup | None
+    why: str = ""
+    """Why the children in ``deletes`` go."""
+
+
+def _plan_children(revisions: Revisions, snapshot: Snapshot, image: str, modules_held: bool) -> ChildrenPlan:
+    """Children to apply, and those to delete: DaemonSets of revisions no node runs any longer (and the single
+    DaemonSet of earlier operators), the sfc Module once no node uses sfc."""
+    manifests = render_children(revisions.deployment, image)
+    desired = {child_key(m) for m in manifests}
+    obsolete = [
+        (key, live)
+        for key, live in sorted(snapshot.children.items())
+        if key not in desired and _obsolete(key, live, revisions)
+    ]
+    applies: list[ApplyChild] = []
+    holdup: Holdup | None = None
+    for manifest in manifests:
+        key = child_key(manifest)
+        live = snapshot.children.get(key)
+        if live is not None and (live.get("metadata") or {}).get("deletionTimestamp"):
+            # Applying to an object on its way out changes nothing: create it again once it is gone.
+            holdup = Holdup(RECREATING, f"{key[0]} {key[1]} is being deleted; it is created again once it is gone")
+            continue
+        reason = apply_reason(manifest, live)
+        if reason is None:
+            continue
+        if modules_held and key[0] == "Module" and reason != MISSING:
+            continue
+        if live is None and key[0] == "DaemonSet" and any(k[0] == "DaemonSet" for k, _ in obsolete):
+            # Two device plugins on one node would fight over the kubelet socket: the old one goes first.
+            holdup = Holdup(RECREATING, f"DaemonSet {key[1]} is created once the old device-plugin DaemonSet is gone")
+            continue
+        applies.append(ApplyChild(manifest, reason))
+    deletes: list[DeleteChild] = []
+    recorded = bool(recorded_registry(revisions.deployment.target.metadata.name, snapshot.children))
+    why = (
+        "no node runs its revision any longer, or it is the single device-plugin DaemonSet of an earlier operator "
+        "(a pod on an unreachable node stays Terminating until the node returns or it is deleted with --force)"
+    )
+    going: Holdup | None = None
+    for (kind, child), live in obsolete:
+        if (live.get("metadata") or {}).get("deletionTimestamp"):
+            going = going or Holdup(RECREATING, f"{kind} {child} is being deleted: {why}")
+        elif recorded and not modules_held:
+            # Only once the onload Module records the revisions: before, the old child may hold the only record.
+            deletes.append(DeleteChild(kind, child, str(live["metadata"].get("uid") or "")))
+            going = going or Holdup(RECREATING, f"deleting {kind} {child}: {why}")
+        else:
+            going = going or Holdup(RECREATING, f"{kind} {child} is deleted once the Modules record the revisions")
+    holdup = going or holdup
+    return ChildrenPlan(applies, deletes, holdup, why)
+
+
+def _obsolete(key: ChildKey, live: JsonObject, revisions: Revisions) -> bool:
+    """Whether a live child that is not rendered any longer must go."""
+    kind, child = key
+    name = revisions.deployment.target.metadata.name
+    if kind == "Module":
+        return child == names.sfc_module_name(name) and revisions.deployment.sfc is None
+    revision = ((live.get("metadata") or {}).get("labels") or {}).get(names.REVISION_LABEL)
+    # A DaemonSet of a revision some node runs but the registry lost is kept: its pods serve those nodes.
+    return revision is None or revision not in revisions.present or revision in revisions.registry
 
 
 def _node_list(nodes: list[str], shown: int = 3) -> str:

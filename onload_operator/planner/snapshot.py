@@ -51,7 +51,9 @@ class Snapshot:
     device_plugin_nodes: frozenset[str] | None = None
     """Nodes with a device-plugin pod of this CR, when nodes are leaving (see planner.nodes.nodes_leaving)."""
     pods: Mapping[str, Sequence[PodView]] = field(default_factory=dict)
-    """Every pod of each node under upgrade (see planner.nodes.upgrade_owned), by node; no other pod is read."""
+    """Every pod of each node whose upgrade step waits on pods (``upgrade.needs_pods``); no other pod is read."""
+    eviction_blocks: Mapping[str, str] = field(default_factory=dict)
+    """Node → the API's answer to the last eviction it refused there (it names the PodDisruptionBudget)."""
 
 
 def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:

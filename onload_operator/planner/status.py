@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onload_operator.planner.checks import Problem
+from onload_operator.upgrade.summary import ConditionValue
 
 READY = "Ready"
 PROGRESSING = "Progressing"
@@ -21,12 +22,12 @@ ALL_NODES_READY = "AllNodesReady"
 NODES_NOT_READY = "NodesNotReady"
 NO_NODES_SELECTED = "NoNodesSelected"
 ROLLING_OUT = "RollingOut"
-UPGRADE_PENDING = "UpgradePending"
 DEVICE_PLUGIN_RESTART_PENDING = "DevicePluginRestartPending"
 RECREATING = "Recreating"
 COMPLETE = "Complete"
 AS_EXPECTED = "AsExpected"
 RECONCILE_ERROR = "ReconcileError"
+UPGRADING = "Upgrading"
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,16 @@ class Observation:
     nodes_labelled: bool = True
     version: str | None = None
     holdup: Holdup | None = None
-    """A child being created again (``Recreating``), or a spec change held for the upgrade (``UpgradePending``)."""
+    """A child being created again (``Recreating``), or a rollout under way (``Upgrading``)."""
     outdated_device_plugin_pods: int = 0
     errors: Sequence[str] = field(default_factory=tuple)
+    upgrade: Mapping[str, Any] | None = None
+    """``status.upgrade``, once a rollout ran."""
+    upgrade_conditions: Sequence[ConditionValue] = ()
+    rollout_pending: bool = False
+    """Selected nodes still run another revision, or are in the upgrade's hands: not Ready yet."""
+    rollout_waiting: bool = False
+    """Nodes wait in a step that watches pods, which are not watched: look again soon."""
 
 
 def set_condition(
@@ -91,6 +99,8 @@ def _ready(obs: Observation) -> tuple[str, str, str]:
         return "False", obs.problems[0].reason, "; ".join(p.message for p in obs.problems)
     if obs.selected == 0:
         return "False", NO_NODES_SELECTED, "spec.selector matches no node"
+    if obs.rollout_pending:
+        return "False", UPGRADING, f"a rollout is under way ({_counts_message(obs)}); see the Upgrading condition"
     done = (
         obs.children_present
         and obs.nodes_labelled
@@ -135,6 +145,10 @@ def compute_status(obs: Observation, previous: dict[str, Any] | None, now: str) 
         set_condition(previous_conditions, READY, *ready, obs.generation, now),
         set_condition(previous_conditions, PROGRESSING, *_progressing(obs, ready[0]), obs.generation, now),
         set_condition(previous_conditions, DEGRADED, *_degraded(obs), obs.generation, now),
+        *(
+            set_condition(previous_conditions, c.type, c.status, c.reason, c.message, obs.generation, now)
+            for c in obs.upgrade_conditions
+        ),
     ]
     status: dict[str, Any] = {
         "conditions": conditions,
@@ -148,6 +162,8 @@ def compute_status(obs: Observation, previous: dict[str, Any] | None, now: str) 
         status["observedGeneration"] = obs.generation
     # None removes a version no node runs any longer (the status is merge-patched).
     status["version"] = obs.version
+    if obs.upgrade is not None:
+        status["upgrade"] = dict(obs.upgrade)
     return status
 
 

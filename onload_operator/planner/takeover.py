@@ -4,9 +4,11 @@ The rest of the planner reads as the steady-state protocol; this module is where
 
 What the Go operator (v3.0 and v3.1) did differently, and what follows here:
 
-- Its children carry no ``onload.amd.com/deployed-onload`` record: which version, userImage and kernelMappings the
-  nodes run is read back from its Module and DaemonSet (``adopted_deployment``), so that taking over a cluster
-  mid-way changes nothing disruptive.
+- Its children carry no record of the revisions the nodes run (``onload.amd.com/revisions`` on the onload Module):
+  the version, userImage and kernelMappings the nodes run are read back from its Module and DaemonSet
+  (``adopted_deployment``), or from the ``onload.amd.com/deployed-onload`` annotation of this operator's first
+  release, and become the first revision (``legacy_registry``), so taking over a cluster mid-way changes nothing
+  disruptive.
 - Its Modules selected the CR's ``spec.selector``, so KMM unloaded the modules the moment a node stopped matching.
   This operator's Modules select a label of their own (``names.module_selector_label``). A Module's selector is a
   granular map, so an apply keeps the keys the Go operator owns: a merge patch right after the apply removes them
@@ -15,10 +17,11 @@ What the Go operator (v3.0 and v3.1) did differently, and what follows here:
 - It set the gate label at once and removed every label at once. A node taken over while its device plugin stops
   keeps the Module selector label until no device-plugin pod is left (rows marked *takeover* in
   ``planner.nodes``).
-- Its first release (v3.0) selected the DaemonSet's pods by ``onload.amd.com/name`` alone. A DaemonSet's
-  ``spec.selector`` is immutable, so that DaemonSet is deleted, pods first, and created again
-  (``recreate_daemonset``); only once the onload Module carries the deployment record, since before that the
-  DaemonSet may hold the only record of what the nodes run.
+- It ran one device-plugin DaemonSet, ``<name>-onload-device-plugin-ds`` (so did this operator's first release),
+  and its first release (v3.0) selected that DaemonSet's pods by ``onload.amd.com/name`` alone. This operator runs
+  one DaemonSet per revision: the old one is deleted, pods first, and the revision's DaemonSet is created once it
+  is gone (``planner.reconcile``); only once the onload Module carries the record of the revisions, since before
+  that the old DaemonSet may hold the only record of what the nodes run.
 - It set no labels on its children: they are recognised by their owner reference (``handlers.owned_by_onload``).
 """
 
@@ -26,14 +29,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from onload_operator.actions import ApplyChild, DeleteChild, PatchChild, PatchNode
+from pydantic import ValidationError
+
+from onload_operator.actions import ApplyChild, PatchChild, PatchNode
+from onload_operator.api.v1alpha1 import KernelMapping, Onload
 from onload_operator.observed import NodeView
 from onload_operator.planner.snapshot import ChildKey, JsonObject
-from onload_operator.planner.status import RECREATING, Holdup
 from onload_operator.render import names
+from onload_operator.render.children import revision_record
 from onload_operator.render.common import Manifest
 
 
@@ -62,6 +67,47 @@ def adopted_deployment(name: str, children: Mapping[ChildKey, JsonObject]) -> di
     return {"version": container["version"], "userImage": init[0].get("image"), "kernelMappings": mappings}
 
 
+def recorded_deployment(name: str, children: Mapping[ChildKey, JsonObject]) -> dict[str, Any] | None:
+    """The ``onload.amd.com/deployed-onload`` record of this operator's first release: on the onload Module, else
+    the DaemonSet, else the sfc Module; None without one."""
+    for key in (
+        ("Module", names.module_name(name)),
+        ("DaemonSet", names.device_plugin_name(name)),
+        ("Module", names.sfc_module_name(name)),
+    ):
+        text = (((children.get(key) or {}).get("metadata") or {}).get("annotations") or {}).get(
+            names.DEPLOYED_ANNOTATION
+        )
+        try:
+            record = json.loads(text) if text else None
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
+
+
+def legacy_registry(onload: Onload, children: Mapping[ChildKey, JsonObject]) -> dict[str, dict[str, Any]]:
+    """The revision the nodes run, as children made before revisions were recorded say: the CR with the recorded
+    version, userImage and kernelMappings, under its version; {} when the children say nothing usable."""
+    record = recorded_deployment(onload.metadata.name, children) or adopted_deployment(onload.metadata.name, children)
+    if record is None:
+        return {}
+    try:
+        mappings = [KernelMapping.model_validate(m) for m in record["kernelMappings"]]
+        component = onload.spec.onload.model_copy(
+            update={
+                "version": str(record["version"]),
+                "user_image": str(record["userImage"]),
+                "kernel_mappings": mappings,
+            }
+        )
+    except (KeyError, TypeError, ValidationError):
+        return {}
+    legacy = onload.model_copy(update={"spec": onload.spec.model_copy(update={"onload": component})})
+    return {component.version: revision_record(legacy)}
+
+
 def stale_selector_keys(desired: Manifest, live: JsonObject) -> list[str]:
     """Keys of a live Module's node selector that the rendered Module does not set (the Go operator's
     ``spec.selector``, kept by apply since it owns them)."""
@@ -80,39 +126,6 @@ def module_selector_patch(apply: ApplyChild, live: JsonObject | None) -> PatchCh
     return PatchChild(
         "Module", name, {"spec": {"selector": dict.fromkeys(stale)}}, "removing selector keys " + ", ".join(stale)
     )
-
-
-@dataclass(frozen=True)
-class Replacement:
-    """A live child whose immutable fields differ from its rendered manifest: it must be created again."""
-
-    uid: str
-    why: str
-
-
-def replacement(desired: Manifest, live: JsonObject) -> Replacement | None:
-    """The v3.0 DaemonSet, whose ``spec.selector`` (immutable) is not the rendered one; None for any other child."""
-    if desired.get("kind") != "DaemonSet":
-        return None
-    wanted = (desired.get("spec") or {}).get("selector")
-    current = (live.get("spec") or {}).get("selector")
-    if current == wanted:
-        return None
-    difference = f"spec.selector is {json.dumps(current, sort_keys=True)}, not {json.dumps(wanted, sort_keys=True)}"
-    return Replacement(str(live["metadata"]["uid"]), f"DaemonSet {desired['metadata']['name']}: {difference}")
-
-
-def recreate_daemonset(
-    name: str, replaced: Replacement, modules_held: bool, children: Mapping[ChildKey, JsonObject]
-) -> tuple[DeleteChild | None, Holdup]:
-    """Delete the replaced DaemonSet (a later reconcile creates it again), once the onload Module records the
-    deployment; the holdup says which of the two it is."""
-    module = children.get(("Module", names.module_name(name))) or {}
-    recorded = names.DEPLOYED_ANNOTATION in ((module.get("metadata") or {}).get("annotations") or {})
-    if modules_held or not recorded:
-        return None, Holdup(RECREATING, f"{replaced.why}; it is deleted once the Modules are taken over")
-    delete = DeleteChild("DaemonSet", names.device_plugin_name(name), replaced.uid)
-    return delete, Holdup(RECREATING, f"{replaced.why}; deleting it, its pods first, to create it again")
 
 
 def modules_held(namespace: str, name: str, nodes: Mapping[str, NodeView], patches: Sequence[PatchNode]) -> bool:

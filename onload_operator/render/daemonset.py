@@ -1,9 +1,9 @@
-"""The device-plugin DaemonSet ``<name>-onload-device-plugin-ds``.
+"""The device-plugin DaemonSets ``<name>-onload-dp-<revision>``, one per revision that nodes run.
 
-Same shape as the Go operator's (OnDelete updates; host network, PID and IPC; an ``init`` container copying the
-Onload user space to the host; the ``device-plugin`` and ``onload-worker`` containers; the same volumes, labels,
-flags and gate-label node affinity), plus what it lacked: tolerations, the ``system-node-critical`` priority,
-resource requests, probes and image pull secrets.
+Same pod shape as the Go operator's single DaemonSet (OnDelete updates; host network, PID and IPC; an ``init``
+container copying the Onload user space to the host; the ``device-plugin`` and ``onload-worker`` containers; the
+same volumes, labels and flags), plus what it lacked: a gate-label affinity on the revision's value, tolerations,
+the ``system-node-critical`` priority, resource requests, probes and image pull secrets.
 """
 
 from __future__ import annotations
@@ -153,11 +153,12 @@ def _worker_container(onload: Onload, image: str) -> Manifest:
     )
 
 
-def device_plugin_daemonset(onload: Onload, image: str) -> Manifest:
-    """The DaemonSet running the device plugin and the Onload worker on the nodes with the gate label."""
+def device_plugin_daemonset(onload: Onload, revision: str, image: str) -> Manifest:
+    """The DaemonSet of one revision: the device plugin and the Onload worker on the nodes whose gate label
+    carries that revision, so a pod re-created on a node always matches the modules loaded there."""
     name, namespace = onload.metadata.name, onload.metadata.namespace
     spec = onload.spec
-    ds_name = names.device_plugin_name(name)
+    ds_name = names.device_plugin_revision_name(name, revision)
     labels = names.base_labels(namespace, name, "device-plugin")
     pod_labels = {**labels, names.NAME_LABEL: ds_name}
     pod_spec: Manifest = {
@@ -167,7 +168,11 @@ def device_plugin_daemonset(onload: Onload, image: str) -> Manifest:
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
                     "nodeSelectorTerms": [
-                        {"matchExpressions": [{"key": names.onload_label(namespace, name), "operator": "Exists"}]}
+                        {
+                            "matchExpressions": [
+                                {"key": names.onload_label(namespace, name), "operator": "In", "values": [revision]}
+                            ]
+                        }
                     ]
                 }
             }
@@ -200,7 +205,7 @@ def device_plugin_daemonset(onload: Onload, image: str) -> Manifest:
         "metadata": {
             "name": ds_name,
             "namespace": namespace,
-            "labels": {**labels, names.VERSION_LABEL: spec.onload.version},
+            "labels": {**labels, names.VERSION_LABEL: spec.onload.version, names.REVISION_LABEL: revision},
             "ownerReferences": [owner_reference(onload)],
         },
         "spec": {

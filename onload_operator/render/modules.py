@@ -30,13 +30,14 @@ def sfc_kernel_mappings(onload: Onload) -> list[Manifest]:
     return [kmm_kernel_mapping(m, with_build=False) for m in onload.spec.onload.kernel_mappings if m.sfc is not None]
 
 
-def _module(onload: Onload, module: str, modprobe_name: str, mappings: list[Manifest]) -> Manifest:
+def _module(onload: Onload, revision: str, module: str, modprobe_name: str, mappings: list[Manifest]) -> Manifest:
     spec = onload.spec
     namespace = onload.metadata.namespace
     container: Manifest = {
         "modprobe": {"moduleName": modprobe_name, "parameters": list(FIRST_TIME)},
         "kernelMappings": mappings,
-        "version": spec.onload.version,
+        # The revision id: KMM loads it on the nodes whose version label carries it (ordered upgrade).
+        "version": revision,
     }
     if spec.onload.image_pull_policy is not None:
         container["imagePullPolicy"] = spec.onload.image_pull_policy
@@ -64,13 +65,16 @@ def _module(onload: Onload, module: str, modprobe_name: str, mappings: list[Mani
     }
 
 
-def onload_module(onload: Onload) -> Manifest:
-    """``<name>-module``: modprobe ``onload --first-time`` with every kernel mapping and its build."""
-    return _module(onload, names.module_name(onload.metadata.name), "onload", onload_kernel_mappings(onload))
+def onload_module(onload: Onload, revision: str, registry: str) -> Manifest:
+    """``<name>-module``: modprobe ``onload --first-time`` with every kernel mapping and its build; it carries the
+    revisions' registry."""
+    module = _module(
+        onload, revision, names.module_name(onload.metadata.name), "onload", onload_kernel_mappings(onload)
+    )
+    module["metadata"]["annotations"] = {names.REVISIONS_ANNOTATION: registry}
+    return module
 
 
-def sfc_module(onload: Onload) -> Manifest | None:
-    """``<name>-sfcmod``: modprobe ``sfc`` replacing the in-tree driver, only when a kernel mapping has ``sfc``."""
-    if not onload.spec.uses_sfc:
-        return None
-    return _module(onload, names.sfc_module_name(onload.metadata.name), "sfc", sfc_kernel_mappings(onload))
+def sfc_module(onload: Onload, revision: str) -> Manifest:
+    """``<name>-sfcmod``: modprobe ``sfc`` replacing the in-tree driver, for the mappings that ask for ``sfc``."""
+    return _module(onload, revision, names.sfc_module_name(onload.metadata.name), "sfc", sfc_kernel_mappings(onload))

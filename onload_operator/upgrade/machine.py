@@ -67,6 +67,9 @@ class RolloutInput:
     """Node → why its last eviction was refused (the API's message names the PodDisruptionBudget)."""
     previous: Mapping[str, Any] | None = None
     """The current ``status.upgrade``."""
+    may_take: bool = True
+    """Whether new nodes may be taken: only once the cluster records the target revision (the onload Module's
+    registry), so that whatever happens next, the operator can render what every node runs."""
 
 
 @dataclass(frozen=True)
@@ -343,7 +346,7 @@ def plan_rollout(given: RolloutInput) -> RolloutPlan:
             or nodes[node].labels.get(rollout.onload_key) not in (None, given.target)
         )
     ]
-    if not given.policy.paused and failed < given.policy.max_failures:
+    if given.may_take and not given.policy.paused and failed < given.policy.max_failures:
         in_progress = sum(s.step in IN_PROGRESS for s in rollout.states.values())
         for node in budget.pick(
             candidates,

@@ -25,19 +25,11 @@ from pydantic import ValidationError
 from onload_operator.api.v1alpha1 import DevicePluginSpec, Onload, OnloadComponentSpec
 
 Record = dict[str, Any]
+"""What one revision deploys (``render.children.revision_record``)."""
 Registry = dict[str, Record]
 
 HASH_LENGTH = 6
 MAX_ID = 63
-
-
-def record_of(onload: Onload) -> Record:
-    """The revision the CR asks for."""
-    spec = onload.spec
-    return {
-        "onload": spec.onload.model_dump(mode="json", by_alias=True, exclude_none=True),
-        "devicePlugin": spec.device_plugin.model_dump(mode="json", by_alias=True, exclude_none=True),
-    }
 
 
 def version_of(record: Record) -> str:
@@ -68,10 +60,6 @@ def decode_registry(text: str | None) -> Registry:
     if not isinstance(data, dict):
         return {}
     return {str(k): v for k, v in data.items() if isinstance(v, dict) and version_of(v)}
-
-
-def encode_registry(registry: Mapping[str, Record]) -> str:
-    return json.dumps(dict(registry), sort_keys=True, separators=(",", ":"))
 
 
 def _digest(record: Record) -> str:

@@ -118,14 +118,14 @@ def upgrade_taint(namespace: str, name: str) -> Taint:
 
 
 def with_taint(node: NodeView, taint: Taint) -> tuple[Taint, ...]:
-    """The node's taints plus ``taint``; every other taint (a cordon's included) is kept as it is."""
-    kept = tuple(t for t in node.taints if (t.key, t.effect) != (taint.key, taint.effect))
-    return (*kept, taint)
+    """The node's taints plus ``taint``; every other taint (a cordon's, another CR's upgrade's) is kept as it is."""
+    return (*without_taint(node, taint), taint)
 
 
 def without_taint(node: NodeView, taint: Taint) -> tuple[Taint, ...]:
-    return tuple(t for t in node.taints if (t.key, t.effect) != (taint.key, taint.effect))
+    return tuple(t for t in node.taints if t != taint)
 
 
 def has_taint(node: NodeView, taint: Taint) -> bool:
-    return any((t.key, t.effect) == (taint.key, taint.effect) for t in node.taints)
+    """Whether the node carries exactly this taint (its value names the CR: another CR's is not this one's)."""
+    return taint in node.taints

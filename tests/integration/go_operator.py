@@ -12,12 +12,14 @@ from tests.integration.operator_harness import Cluster
 
 NS = "onload"
 DS = names.device_plugin_name("onload")
+"""The Go operator's single device-plugin DaemonSet."""
+REVISION_DS = names.device_plugin_revision_name("onload", "8.1.2.26")
 V3_0_INIT = "onload-onload-device-plugin-init"
 WORKER = "node-role.kubernetes.io/worker"
 
 
-def live_daemonset(cluster: Cluster) -> dict[str, Any]:
-    response = cluster.apps.read_namespaced_daemon_set(DS, NS, _preload_content=False)
+def live_daemonset(cluster: Cluster, name: str = REVISION_DS) -> dict[str, Any]:
+    response = cluster.apps.read_namespaced_daemon_set(name, NS, _preload_content=False)
     body: dict[str, Any] = json.loads(response.read())
     return body
 
@@ -59,6 +61,12 @@ def leave_as_go_v3_0(cluster: Cluster) -> None:
     for node in cluster.node_labels():
         cluster.label_node(node, {selector_key: None})
     old = v3_0_daemonset(live_daemonset(cluster))
-    cluster.apps.delete_namespaced_daemon_set(DS, NS, propagation_policy="Foreground")
-    wait_for(lambda: cluster.daemonset(NS, DS) is None, message="the operator's DaemonSet gone")
+    del old["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ][0]["matchExpressions"][0]["values"]
+    old["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ][0]["matchExpressions"][0]["operator"] = "Exists"
+    cluster.apps.delete_namespaced_daemon_set(REVISION_DS, NS, propagation_policy="Foreground")
+    wait_for(lambda: cluster.daemonset(NS, REVISION_DS) is None, message="the operator's DaemonSet gone")
     cluster.apps.create_namespaced_daemon_set(NS, old)

@@ -29,10 +29,12 @@ class UnloadOrder:
     def observe(self) -> tuple[bool, bool]:
         labels = self.cluster.core.read_node(self.node).metadata.labels or {}
         ready = names.kmm_ready_label(self.namespace, names.module_name(self.name)) in labels
-        pods = self.cluster.core.list_namespaced_pod(
-            self.namespace, label_selector=f"{names.NAME_LABEL}={names.device_plugin_name(self.name)}"
-        ).items
-        plugin = any(pod.spec.node_name == self.node for pod in pods)
+        pods = self.cluster.core.list_namespaced_pod(self.namespace, label_selector=names.NAME_LABEL).items
+        # Any device-plugin DaemonSet of the CR: one per revision, or the single one of earlier operators.
+        prefix = f"{self.name}-onload-"
+        plugin = any(
+            pod.spec.node_name == self.node and pod.metadata.labels[names.NAME_LABEL].startswith(prefix) for pod in pods
+        )
         self.seen.append((ready, plugin))
         return ready, plugin
 

@@ -6,7 +6,7 @@ Every HTTP request reaching kubesim is recorded with its user agent, so tests ca
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,12 +51,27 @@ class Request:
         return self.method in {"POST", "PUT", "PATCH", "DELETE"}
 
 
+@dataclass(frozen=True)
+class Intercepted:
+    """A write request as an interceptor sees it."""
+
+    agent: str
+    method: str
+    path: str
+    body: bytes
+
+
+Interceptor = Callable[[Intercepted], object]
+
+
 @dataclass
 class Cluster:
     sim: Simulator
     kubeconfig: Path
     requests: list[Request] = field(default_factory=list)
     operator: OperatorThread | None = None
+    interceptors: list[Interceptor] = field(default_factory=list)
+    """Called with each write request before kubesim handles it; one may raise an aiohttp HTTP error instead."""
 
     def __post_init__(self) -> None:
         api_client = config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
@@ -214,10 +229,15 @@ def simulated_cluster(
         ),
     )
     requests: list[Request] = []
+    interceptors: list[Interceptor] = []
 
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
         agent, query = request.headers.get("User-Agent", ""), dict(request.query)
+        if interceptors and request.method in {"POST", "PUT", "PATCH", "DELETE"}:
+            seen = Intercepted(agent, request.method, request.path, await request.read())
+            for intercept in interceptors:
+                intercept(seen)
         if query.get("watch") in {"true", "1"}:  # recorded at once: a watch lasts as long as the test
             requests.append(Request(agent, request.method, request.path, query, request.content_type))
             watch: web.StreamResponse = await handler(request)
@@ -233,7 +253,7 @@ def simulated_cluster(
 
     sim.server.app.middlewares.append(record)
     sim.start()
-    cluster = Cluster(sim, sim.write_kubeconfig(tmp_path / "kubeconfig"), requests)
+    cluster = Cluster(sim, sim.write_kubeconfig(tmp_path / "kubeconfig"), requests, interceptors=interceptors)
     try:
         cluster.core.create_namespace({"metadata": {"name": "onload"}})
         yield cluster

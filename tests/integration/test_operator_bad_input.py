@@ -14,7 +14,7 @@ NS = "onload"
 
 def nothing_created_for(cluster: Cluster, name: str, namespace: str = NS) -> None:
     assert cluster.module(namespace, names.module_name(name)) is None
-    assert cluster.daemonset(namespace, names.device_plugin_name(name)) is None
+    assert cluster.daemonset(namespace, names.device_plugin_revision_name(name, "8.1.2.26")) is None
     keys = set(names.node_label_keys(namespace, name))
     assert all(not keys & set(labels) for labels in cluster.node_labels().values())
 
@@ -78,7 +78,7 @@ def test_bad_input_on_a_running_cr_changes_nothing(cluster: Cluster) -> None:
     module_after = cluster.module(NS, "onload-module")
     assert module_after["spec"] == module_before["spec"]
     assert cluster.node_labels() == labels_before
-    assert cluster.daemonset(NS, "onload-onload-device-plugin-ds") is not None
+    assert cluster.daemonset(NS, names.device_plugin_revision_name("onload", "8.1.2.26")) is not None
 
 
 def test_conflicting_selectors_refuse_the_later_cr(cluster: Cluster) -> None:

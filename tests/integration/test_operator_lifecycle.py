@@ -9,11 +9,12 @@ from kubesim.polling import wait_for
 from onload_operator.render import names
 from tests.integration.node_order import UnloadOrder
 from tests.integration.operator_harness import IMAGE, Cluster, onload_body
+from tests.integration.upgrade_support import complete
 
 NS = "onload"
 GATE = names.onload_label(NS, "onload")
 ONLOAD_KEY = names.kmm_version_label(NS, "onload-module")
-DS = "onload-onload-device-plugin-ds"
+DS = names.device_plugin_revision_name("onload", "8.1.2.26")
 
 
 def labelled(cluster: Cluster, key: str) -> set[str]:
@@ -70,15 +71,8 @@ def test_converged_cr_causes_no_writes_when_reconciled_again(cluster: Cluster) -
 def test_safe_spec_changes_are_applied(cluster: Cluster) -> None:
     cluster.create_onload(onload_body())
     cluster.wait_ready(NS, "onload")
-    cluster.patch_onload(
-        NS,
-        "onload",
-        {"spec": {"devicePlugin": {"maxPodsPerNode": 7, "imagePullPolicy": "Always"}, "serviceAccountName": "sa-2"}},
-    )
-    wait_for(lambda: "-maxPods=7" in cluster.daemonset(NS, DS).spec.template.spec.containers[0].args)
-    ds = cluster.daemonset(NS, DS)
-    assert ds.spec.template.spec.containers[0].image_pull_policy == "Always"
-    assert ds.spec.template.spec.service_account_name == "sa-2"
+    cluster.patch_onload(NS, "onload", {"spec": {"serviceAccountName": "sa-2"}})
+    wait_for(lambda: cluster.daemonset(NS, DS).spec.template.spec.service_account_name == "sa-2")
     wait_for(lambda: cluster.module(NS, "onload-module")["spec"]["moduleLoader"]["serviceAccountName"] == "sa-2")
     cluster.wait_ready(NS, "onload")
 
@@ -95,13 +89,17 @@ def test_pull_secrets_and_kernel_mappings(cluster: Cluster) -> None:
         ),
         message="the DaemonSet's pull secrets",
     )
-    # A kernel mapping change on running nodes waits for the upgrade, like a version change.
-    mappings = [{"regexp": "^6\\.", "kernelModuleImage": "onload-module:new", "sfc": {}}]
-    cluster.patch_onload(NS, "onload", {"spec": {"onload": {"kernelMappings": mappings}}})
-    wait_for(lambda: cluster.condition(NS, "onload", "Progressing").get("reason") == "UpgradePending")
+    # A kernel mapping for a kernel no node runs changes nothing on the nodes: it applies at once.
+    mappings = cluster.onload(NS, "onload")["spec"]["onload"]["kernelMappings"]
+    extra = {"regexp": "^6\\.99\\.", "kernelModuleImage": "onload-module:new"}
+    cluster.patch_onload(NS, "onload", {"spec": {"onload": {"kernelMappings": [*mappings, extra]}}})
+    wait_for(
+        lambda: len(cluster.module(NS, "onload-module")["spec"]["moduleLoader"]["container"]["kernelMappings"]) == 2,
+        message="the new mapping in the Module",
+    )
     container = cluster.module(NS, "onload-module")["spec"]["moduleLoader"]["container"]
-    assert container["kernelMappings"][0]["containerImage"] == "onload-module:${KERNEL_FULL_VERSION}"
-    assert cluster.module(NS, "onload-sfcmod") is None
+    assert container["version"] == "8.1.2.26"
+    assert "upgrade" not in cluster.wait_ready(NS, "onload")["status"]
     # Removing the secrets is applied too (fields the operator no longer sets are dropped by server-side apply).
     cluster.patch_onload(NS, "onload", {"spec": {"imagePullSecrets": []}})
     # (kubesim leaves the emptied map `imageRepoSecret: {}` behind where Kubernetes drops it; the name is gone.)
@@ -126,19 +124,19 @@ def test_selector_change_moves_onload_between_nodes(cluster: Cluster) -> None:
     cluster.wait_ready(NS, "onload", selected=1)
 
 
-def test_version_change_is_left_to_the_upgrade(cluster: Cluster) -> None:
+def test_version_change_rolls_out_node_by_node(cluster: Cluster) -> None:
     cluster.create_onload(onload_body())
     cluster.wait_ready(NS, "onload")
     cluster.patch_onload(NS, "onload", {"spec": {"onload": {"version": "9.0.0", "userImage": "onload-user:9.0.0"}}})
-    condition = cluster.wait_reason(NS, "onload", "UpgradePending", type_="Progressing")
+    condition = cluster.wait_reason(NS, "onload", "Progressing", type_="Upgrading")
     assert "8.1.2.26 -> 9.0.0" in condition["message"]
-    module = cluster.module(NS, "onload-module")
-    assert module is not None
-    assert module["spec"]["moduleLoader"]["container"]["version"] == "8.1.2.26"
-    ds = cluster.daemonset(NS, DS)
-    assert ds.spec.template.spec.init_containers[0].image == "onload-user:8.1.2.26"
-    assert set(cluster.node_labels()["worker-0"].items()) >= {(GATE, "8.1.2.26"), (ONLOAD_KEY, "8.1.2.26")}
-    assert cluster.condition(NS, "onload")["status"] == "True"
+    assert cluster.condition(NS, "onload")["reason"] == "Upgrading"  # Ready=False: not every node runs 9.0.0
+    wait_for(lambda: complete(cluster, "9.0.0", 3), timeout=60, message="the rollout")
+    body = cluster.wait_ready(NS, "onload", selected=3, devicePluginReady=3)
+    assert body["status"]["upgrade"]["progress"] == "3/3"
+    ds = cluster.daemonset(NS, names.device_plugin_revision_name("onload", "9.0.0"))
+    assert ds.spec.template.spec.init_containers[0].image == "onload-user:9.0.0"
+    wait_for(lambda: cluster.daemonset(NS, DS) is None, message="the DaemonSet of 8.1.2.26 deleted")
 
 
 def test_edited_and_deleted_children_are_restored(cluster: Cluster) -> None:

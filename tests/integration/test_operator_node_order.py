@@ -24,7 +24,7 @@ UNLOAD_WORKER = "kmm.node.kubernetes.io/worker-action"
 
 def plugin_pod(cluster: Cluster, node: str) -> str:
     pods = cluster.core.list_namespaced_pod(
-        NS, label_selector=f"{names.NAME_LABEL}={names.device_plugin_name('onload')}"
+        NS, label_selector=f"{names.NAME_LABEL}={names.device_plugin_revision_name('onload', '8.1.2.26')}"
     ).items
     return str(next(pod.metadata.name for pod in pods if pod.spec.node_name == node))
 

@@ -7,6 +7,7 @@ from onload_operator.rbac_rules import permissions
 from onload_operator.render import names
 from tests.integration.go_operator import leave_as_go_v3_0, live_daemonset
 from tests.integration.operator_harness import Cluster, Request, onload_body
+from tests.integration.upgrade_support import APPS, budget, complete, upgrade_spec, workload
 
 NS = "onload"
 
@@ -43,12 +44,32 @@ def permissions_of(request: Request) -> set[tuple[str, str, str]]:
     return needed
 
 
+def upgrade_with_a_forced_eviction_then_without_sfc(cluster: Cluster) -> None:
+    """Evictions (one refused by a budget, then forced) and the sfc Module deleted once no node uses sfc."""
+    cluster.core.create_namespace({"metadata": {"name": APPS}})
+    workload(cluster, "worker-0", "trader-0", app="pinned")
+    budget(cluster, "pinned", "pinned", min_available=1)
+    mappings = cluster.onload(NS, "onload")["spec"]["onload"]["kernelMappings"]
+    with_sfc = [{**mappings[0], "sfc": {}}]
+    spec = upgrade_spec("9.0.0")["spec"]
+    spec["onload"]["kernelMappings"] = with_sfc
+    spec["upgrade"] = {"evictionTimeoutSeconds": 1, "onEvictionTimeout": "Force"}
+    cluster.patch_onload(NS, "onload", {"spec": spec})
+    wait_for(lambda: complete(cluster, "9.0.0", 3), timeout=60, message="the rollout to 9.0.0 with sfc")
+    assert cluster.module(NS, "onload-sfcmod") is not None
+    spec = upgrade_spec("9.0.1")["spec"]
+    spec["onload"]["kernelMappings"] = mappings
+    cluster.patch_onload(NS, "onload", {"spec": spec})
+    wait_for(lambda: complete(cluster, "9.0.1", 3), timeout=60, message="the rollout to 9.0.1 without sfc")
+    wait_for(lambda: cluster.module(NS, "onload-sfcmod") is None, message="the sfc Module deleted")
+
+
 def test_operator_calls_match_the_rbac_rules(cluster: Cluster) -> None:
     cluster.create_onload(onload_body())
     cluster.wait_ready(NS, "onload")
     cluster.patch_onload(NS, "onload", {"spec": {"devicePlugin": {"maxPodsPerNode": 9}}})
-    cluster.apps.delete_namespaced_daemon_set("onload-onload-device-plugin-ds", NS)
-    wait_for(lambda: cluster.daemonset(NS, "onload-onload-device-plugin-ds") is not None)
+    cluster.apps.delete_namespaced_daemon_set(names.device_plugin_revision_name("onload", "8.1.2.26"), NS)
+    wait_for(lambda: cluster.daemonset(NS, names.device_plugin_revision_name("onload", "8.1.2.26")) is not None)
     cluster.wait_ready(NS, "onload")
     cluster.stop_operator()
     leave_as_go_v3_0(cluster)  # its DaemonSet is deleted and created again
@@ -58,6 +79,7 @@ def test_operator_calls_match_the_rbac_rules(cluster: Cluster) -> None:
         message="the DaemonSet created again",
     )
     cluster.wait_ready(NS, "onload")
+    upgrade_with_a_forced_eviction_then_without_sfc(cluster)
     cluster.label_node("worker-2", {"node-role.kubernetes.io/worker": None})  # a node leaves
     module_key = names.kmm_version_label(NS, "onload-module")
     wait_for(lambda: module_key not in cluster.node_labels()["worker-2"], message="worker-2 cleaned up")

@@ -8,12 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onload_operator.actions import ApplyChild, DeleteChild, PatchChild, PatchNode, PatchStatus
-from onload_operator.observed import NodeView
+from onload_operator.api.v1alpha1 import Onload
+from onload_operator.observed import NodeView, Taint
 from onload_operator.planner.reconcile import Plan, plan
 from onload_operator.planner.snapshot import OnloadEntry, Snapshot, selector_matches
 from onload_operator.render import names
+from onload_operator.render.daemonset import device_plugin_daemonset
+from onload_operator.render.modules import onload_module, sfc_module
 
 IMAGE = "registry.example.com/onload-device-plugin:1.0"
+KERNEL = "5.14.0-284.el9.x86_64"
 NOW = "2026-01-01T00:00:00Z"
 LATER = "2026-01-01T00:05:00Z"
 SELECTOR = {"node-role.kubernetes.io/worker": ""}
@@ -47,6 +51,19 @@ def cr_body(name: str = "onload", namespace: str = "ns", **spec_overrides: Any) 
     }
 
 
+def onload_module_of(cr: Onload) -> dict[str, Any]:
+    """The onload Module of a CR no node runs yet (revision = version)."""
+    return onload_module(cr, cr.spec.onload.version, "{}")
+
+
+def sfc_module_of(cr: Onload) -> dict[str, Any] | None:
+    return sfc_module(cr, cr.spec.onload.version) if cr.spec.uses_sfc else None
+
+
+def daemonset_of(cr: Onload) -> dict[str, Any]:
+    return device_plugin_daemonset(cr, cr.spec.onload.version, IMAGE)
+
+
 def worker_nodes(count: int, **extra_labels: str) -> dict[str, dict[str, str]]:
     return {f"worker-{i}": {**SELECTOR, "kubernetes.io/hostname": f"worker-{i}", **extra_labels} for i in range(count)}
 
@@ -56,14 +73,33 @@ def entry(body: dict[str, Any]) -> OnloadEntry:
     return OnloadEntry(meta["namespace"], meta["name"], body["spec"].get("selector") or {}, meta["creationTimestamp"])
 
 
-def views(nodes: dict[str, dict[str, str]]) -> dict[str, NodeView]:
-    """Nodes as the planner sees them, from their labels."""
-    return {name: NodeView(name, labels=dict(labels)) for name, labels in nodes.items()}
+def views(
+    nodes: dict[str, dict[str, str]],
+    annotations: Mapping[str, Mapping[str, str]] | None = None,
+    taints: Mapping[str, tuple[Taint, ...]] | None = None,
+) -> dict[str, NodeView]:
+    """Nodes as the planner sees them, from their labels (and annotations and taints, where given)."""
+    return {
+        name: NodeView(
+            name,
+            labels=dict(labels),
+            annotations=dict((annotations or {}).get(name) or {}),
+            taints=(taints or {}).get(name, ()),
+            kernel_version=KERNEL,
+        )
+        for name, labels in nodes.items()
+    }
 
 
-def snapshot(body: dict[str, Any], nodes: dict[str, dict[str, str]], **kwargs: Any) -> Snapshot:
+def snapshot(
+    body: dict[str, Any],
+    nodes: dict[str, dict[str, str]],
+    annotations: Mapping[str, Mapping[str, str]] | None = None,
+    taints: Mapping[str, tuple[Taint, ...]] | None = None,
+    **kwargs: Any,
+) -> Snapshot:
     kwargs.setdefault("onloads", [entry(body)])
-    return Snapshot(body=body, nodes=views(nodes), **kwargs)
+    return Snapshot(body=body, nodes=views(nodes, annotations, taints), **kwargs)
 
 
 def merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
@@ -87,10 +123,13 @@ class World:
     plans: list[Plan] = field(default_factory=list)
     others: list[dict[str, Any]] = field(default_factory=list)
     """Bodies of the other Onload CRs of the cluster (read at each plan, so edits to them count)."""
+    annotations: dict[str, dict[str, str]] = field(default_factory=dict)
+    taints: dict[str, tuple[Taint, ...]] = field(default_factory=dict)
 
     def plan(self, **kwargs: Any) -> Plan:
         kwargs.setdefault("onloads", [entry(body) for body in (self.body, *self.others)])
-        return plan(snapshot(self.body, self.nodes, children=self.children, **kwargs), IMAGE, NOW)
+        world = snapshot(self.body, self.nodes, self.annotations, self.taints, children=self.children, **kwargs)
+        return plan(world, IMAGE, NOW)
 
     def carry_out(self, result: Plan) -> None:
         """Run a plan's actions in order as the executor does, then let KMM and the DaemonSet act."""
@@ -104,6 +143,9 @@ class World:
                 merge(self.children[(action.kind, action.name)], action.patch)
             elif isinstance(action, PatchNode):
                 merge(self.nodes[action.node], action.labels)
+                merge(self.annotations.setdefault(action.node, {}), action.annotations)
+                if action.taints is not None:
+                    self.taints[action.node] = action.taints
             elif isinstance(action, PatchStatus):
                 self.body["status"] = dict(action.status)
         self.run_kmm()
@@ -117,17 +159,22 @@ class World:
                 child = self.children.get(("Module", module))
                 selector = (child or {}).get("spec", {}).get("selector") or {}
                 ready = names.kmm_ready_label(namespace, module)
-                if child is not None and selector_matches(selector, labels):
-                    if names.kmm_version_label(namespace, module) in labels:
-                        labels[ready] = ""
-                    else:
-                        labels.pop(ready, None)
+                version_ready = names.kmm_version_ready_label(namespace, module)
+                version = labels.get(names.kmm_version_label(namespace, module))
+                if child is not None and selector_matches(selector, labels) and version is not None:
+                    labels[ready] = ""
+                    labels[version_ready] = version
                 else:
                     labels.pop(ready, None)
-        gated = sum(names.onload_label(namespace, name) in labels for labels in self.nodes.values())
-        ds = self.children.get(("DaemonSet", names.device_plugin_name(name)))
-        if ds is not None:
-            ds["status"] = {"desiredNumberScheduled": gated, "updatedNumberScheduled": gated, "numberReady": gated}
+                    labels.pop(version_ready, None)
+        gate = names.onload_label(namespace, name)
+        for (kind, _), child in self.children.items():
+            if kind != "DaemonSet":
+                continue
+            revision = child["metadata"]["labels"].get(names.REVISION_LABEL)
+            # The single DaemonSet of earlier operators (no revision) runs wherever the gate label is.
+            gated = sum(gate in labels and revision in (None, labels[gate]) for labels in self.nodes.values())
+            child["status"] = {"desiredNumberScheduled": gated, "updatedNumberScheduled": gated, "numberReady": gated}
 
 
 def converge(world: World, rounds: int = 10) -> World:

@@ -12,7 +12,7 @@ import pytest
 
 from device_plugin.config import load_plugin_config, load_worker_config
 from onload_operator.api.v1alpha1 import Onload
-from onload_operator.render.daemonset import device_plugin_daemonset
+from tests.unit.onload_samples import daemonset_of
 
 IMAGE = "registry/onload-device-plugin:1"
 
@@ -39,7 +39,7 @@ def onload(**device_plugin: Any) -> Onload:
 
 
 def containers(cr: Onload) -> dict[str, dict[str, Any]]:
-    pod = device_plugin_daemonset(cr, IMAGE)["spec"]["template"]["spec"]
+    pod = daemonset_of(cr)["spec"]["template"]["spec"]
     return {container["name"]: container for container in pod["containers"]}
 
 

@@ -17,13 +17,15 @@ from onload_operator.planner.snapshot import LastApplied
 from onload_operator.render import names
 from tests.unit.onload_samples import LATER, NOW, World, conditions, converge, cr_body, worker_nodes
 
+DS = names.device_plugin_revision_name("onload", "8.1.2.26")
+
 
 def test_first_plan_creates_children_and_version_labels_only() -> None:
     world = World(cr_body(), worker_nodes(3))
     result = world.plan()
     assert [(a.manifest["kind"], a.manifest["metadata"]["name"], a.reason) for a in result.of(ApplyChild)] == [
         ("Module", "onload-module", MISSING),
-        ("DaemonSet", "onload-onload-device-plugin-ds", MISSING),
+        ("DaemonSet", DS, MISSING),
     ]
     version_key = names.kmm_version_label("ns", "onload-module")
     selector_key = names.module_selector_label("ns", "onload")
@@ -60,7 +62,7 @@ def test_converged_cr_is_ready_and_plans_no_write() -> None:
 
 def test_child_edited_by_someone_else_is_reverted_and_deleted_child_recreated() -> None:
     world = converge(World(cr_body(), worker_nodes(2)))
-    ds = world.children[("DaemonSet", "onload-onload-device-plugin-ds")]
+    ds = world.children[("DaemonSet", DS)]
     ds["spec"]["template"]["spec"]["containers"][0]["args"] = ["-maxPods=1"]
     del world.children[("Module", "onload-module")]
     result = world.plan()
@@ -73,7 +75,7 @@ def test_child_edited_by_someone_else_is_reverted_and_deleted_child_recreated() 
 
 def test_fields_added_by_others_and_server_defaults_are_not_drift() -> None:
     world = converge(World(cr_body(), worker_nodes(1)))
-    ds = world.children[("DaemonSet", "onload-onload-device-plugin-ds")]
+    ds = world.children[("DaemonSet", DS)]
     ds["metadata"]["labels"]["team"] = "network"
     ds["spec"]["revisionHistoryLimit"] = 10
     ds["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] = "/dev/termination-log"
@@ -82,8 +84,8 @@ def test_fields_added_by_others_and_server_defaults_are_not_drift() -> None:
 
 def test_safe_spec_changes_are_applied_at_once() -> None:
     world = converge(World(cr_body(), worker_nodes(2)))
-    world.body["spec"]["devicePlugin"] = {"maxPodsPerNode": 7, "imagePullPolicy": "Always"}
     world.body["spec"]["serviceAccountName"] = "other-sa"
+    world.body["spec"]["imagePullSecrets"] = [{"name": "pull"}]
     world.body["metadata"]["generation"] = 2
     result = world.plan()
     assert sorted((a.manifest["kind"], a.reason) for a in result.of(ApplyChild)) == [
@@ -91,31 +93,68 @@ def test_safe_spec_changes_are_applied_at_once() -> None:
         ("Module", CHANGED),
     ]
     ds = next(a.manifest for a in result.of(ApplyChild) if a.manifest["kind"] == "DaemonSet")
-    assert "-maxPods=7" in ds["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert ds["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
+    assert ds["metadata"]["name"] == DS
+    assert ds["spec"]["template"]["spec"]["serviceAccountName"] == "other-sa"
     assert result.of(PatchNode) == []
 
 
-def test_version_change_on_running_nodes_waits_for_the_upgrade() -> None:
+def test_a_change_of_what_nodes_run_starts_a_rollout_and_keeps_the_old_daemonset() -> None:
     world = converge(World(cr_body(), worker_nodes(2)))
-    before = copy.deepcopy(world.children)
+    before = copy.deepcopy(world.children[("DaemonSet", DS)])
     world.body["spec"]["onload"]["version"] = "9.0.0"
     world.body["spec"]["onload"]["userImage"] = "onload-user:9.0.0"
-    world.body["spec"]["devicePlugin"] = {"maxPodsPerNode": 5}
     world.body["metadata"]["generation"] = 2
     result = world.plan()
-    # Only the device-plugin settings change; the version, the user image and the labels stay.
-    [apply] = result.of(ApplyChild)
-    assert apply.manifest["kind"] == "DaemonSet"
-    pod = apply.manifest["spec"]["template"]["spec"]
-    assert pod["initContainers"][0]["image"] == "onload-user:8.1.2.26"
-    assert apply.manifest["metadata"]["labels"][names.VERSION_LABEL] == "8.1.2.26"
-    assert "-maxPods=5" in pod["containers"][0]["args"]
-    assert result.of(PatchNode) == []
+    applied = {(a.manifest["kind"], a.manifest["metadata"]["name"]): a for a in result.of(ApplyChild)}
+    new_ds = names.device_plugin_revision_name("onload", "9.0.0")
+    assert set(applied) == {("Module", "onload-module"), ("DaemonSet", new_ds)}
+    module = applied[("Module", "onload-module")].manifest
+    assert module["spec"]["moduleLoader"]["container"]["version"] == "9.0.0"
+    registry = module["metadata"]["annotations"][names.REVISIONS_ANNOTATION]
+    assert '"8.1.2.26"' in registry
+    assert '"9.0.0"' in registry
+    pod = applied[("DaemonSet", new_ds)].manifest["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["image"] == "onload-user:9.0.0"
+    assert result.of(PatchNode) == [], "no node moves before the Module records the revisions"
     assert result.status is not None
-    assert conditions(result.status)["Progressing"] == ("True", "UpgradePending")
-    assert conditions(result.status)["Ready"] == ("True", "AllNodesReady")
-    assert world.children[("Module", "onload-module")] == before[("Module", "onload-module")]
+    assert conditions(result.status)["Ready"] == ("False", "Upgrading")
+    assert conditions(result.status)["Progressing"] == ("True", "Upgrading")
+    assert conditions(result.status)["Upgrading"] == ("True", "Progressing")
+    assert result.status["upgrade"]["from"] == "8.1.2.26"
+    assert result.status["upgrade"]["to"] == "9.0.0"
+    assert result.status["version"] == "8.1.2.26"
+    world.carry_out(result)
+    after = world.children[("DaemonSet", DS)]
+    assert after["spec"] == before["spec"]  # the nodes not upgraded keep their device plugin
+    [taken] = [p for p in world.plan().of(PatchNode) if p.taints is not None]
+    assert taken.node == "worker-0"
+    assert taken.labels == {names.onload_label("ns", "onload"): None}
+
+
+def test_device_plugin_settings_are_a_revision_of_their_own() -> None:
+    world = converge(World(cr_body(), worker_nodes(1)))
+    world.body["spec"]["devicePlugin"] = {"maxPodsPerNode": 7}
+    result = world.plan()
+    new = [a.manifest for a in result.of(ApplyChild) if a.manifest["kind"] == "DaemonSet"]
+    assert len(new) == 1
+    name = new[0]["metadata"]["name"]
+    assert name.startswith("onload-onload-dp-8.1.2.26-")
+    assert "-maxPods=7" in new[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    world.carry_out(result)
+    assert [p.node for p in world.plan().of(PatchNode) if p.taints is not None] == ["worker-0"]
+
+
+def test_a_kernel_mapping_for_a_kernel_no_node_runs_is_applied_in_place() -> None:
+    world = converge(World(cr_body(), worker_nodes(2)))
+    mappings = world.body["spec"]["onload"]["kernelMappings"]
+    mappings.append({"regexp": "^6\\.99\\.", "kernelModuleImage": "onload-module:other"})
+    result = world.plan()
+    [apply] = result.of(ApplyChild)
+    assert apply.manifest["kind"] == "Module"
+    assert apply.manifest["spec"]["moduleLoader"]["container"]["version"] == "8.1.2.26"
+    assert len(apply.manifest["spec"]["moduleLoader"]["container"]["kernelMappings"]) == 2
+    assert result.of(PatchNode) == []
+    assert result.status is None or "upgrade" not in result.status
 
 
 def test_version_change_before_any_node_runs_onload_is_taken_directly() -> None:
@@ -202,7 +241,7 @@ def test_actions_run_children_first_then_nodes_status_and_events() -> None:
 
 def test_a_child_still_as_last_applied_is_not_applied_again_although_it_looks_drifted() -> None:
     world = converge(World(cr_body(), worker_nodes(1)))
-    key = ("DaemonSet", "onload-onload-device-plugin-ds")
+    key = ("DaemonSet", DS)
     ds = world.children[key]
     ds["spec"]["template"]["spec"]["containers"][0]["args"] = ["normalised-by-the-server"]
     ds["metadata"]["resourceVersion"] = "42"

@@ -8,10 +8,28 @@ from onload_operator.planner.status import condition_of
 from onload_operator.render import names
 from tests.unit.onload_samples import NOW, SELECTOR, World, conditions, converge, cr_body, worker_nodes
 
+LEGACY_DS = ("DaemonSet", names.device_plugin_name("onload"))
+
+
+def _single_daemonset(world: World, *, selector_by_name_only: bool = False) -> dict[str, object]:
+    """Replace the revision's DaemonSet by the single one of earlier operators, and return it."""
+    live = world.children.pop(("DaemonSet", names.device_plugin_revision_name("onload", "8.1.2.26")))
+    live["metadata"]["name"] = LEGACY_DS[1]
+    live["metadata"]["uid"] = "uid-of-the-old-daemonset"
+    del live["metadata"]["labels"][names.REVISION_LABEL]
+    pod_labels = {**live["spec"]["selector"]["matchLabels"], names.NAME_LABEL: LEGACY_DS[1]}
+    live["spec"]["selector"] = {
+        "matchLabels": {names.NAME_LABEL: LEGACY_DS[1]} if selector_by_name_only else pod_labels
+    }
+    world.children[LEGACY_DS] = live
+    return live
+
 
 def _go_operator_cluster(nodes: int) -> World:
-    """A converged CR as the Go operator left it: Modules select spec.selector, no Module selector label."""
+    """A converged CR as the Go operator left it: one DaemonSet, Modules select spec.selector, no Module selector
+    label, no annotations."""
     world = converge(World(cr_body(), worker_nodes(nodes)))
+    _single_daemonset(world, selector_by_name_only=True)
     for child in world.children.values():
         del child["metadata"]["annotations"]
     world.children[("Module", "onload-module")]["spec"]["selector"] = dict(SELECTOR)
@@ -60,67 +78,57 @@ def test_takeover_of_a_node_whose_plugin_is_stopping_keeps_its_modules() -> None
     assert "Module" not in [a.manifest["kind"] for a in result.of(ApplyChild)]
 
 
-def test_children_of_the_go_operator_are_taken_over_without_disruption() -> None:
-    world = converge(World(cr_body(), worker_nodes(2)))
-    for child in world.children.values():  # the Go operator wrote no annotations
-        del child["metadata"]["annotations"]
-    world.body["spec"]["onload"]["version"] = "9.0.0"
-    world.body["spec"]["onload"]["userImage"] = "onload-user:9.0.0"
-    result = world.plan()
-    assert result.of(PatchNode) == []
-    rendered = {a.manifest["kind"]: a.manifest for a in result.of(ApplyChild)}
-    assert rendered["Module"]["spec"]["moduleLoader"]["container"]["version"] == "8.1.2.26"
-    init = rendered["DaemonSet"]["spec"]["template"]["spec"]["initContainers"][0]
-    assert init["image"] == "onload-user:8.1.2.26"
-    assert result.status is not None
-    assert conditions(result.status)["Progressing"] == ("True", "UpgradePending")
+def test_a_version_change_found_at_takeover_moves_no_node_before_the_module_records_the_revisions() -> None:
+    world = _go_operator_cluster(2)
+    world.body["spec"]["onload"].update(version="9.0.0", userImage="onload-user:9.0.0")
+    taken_after: list[bool] = []
+    for _round in range(8):
+        result = world.plan()
+        module = world.children[("Module", "onload-module")]
+        recorded = names.REVISIONS_ANNOTATION in (module["metadata"].get("annotations") or {})
+        if any(p.taints is not None for p in result.of(PatchNode)):
+            taken_after.append(recorded)
+        world.carry_out(result)
+    assert taken_after == [True], "a node is taken once, after the Module records the revisions"
+    registry = world.children[("Module", "onload-module")]["metadata"]["annotations"][names.REVISIONS_ANNOTATION]
+    assert '"8.1.2.26"' in registry
+    assert "onload-user:8.1.2.26" in registry, "what the Go operator's DaemonSet ran is kept"
+    assert LEGACY_DS not in world.children
+    worker_1 = world.nodes["worker-1"]
+    assert worker_1[names.onload_label("ns", "onload")] == "8.1.2.26"
+    old = world.children[("DaemonSet", names.device_plugin_revision_name("onload", "8.1.2.26"))]
+    assert old["spec"]["template"]["spec"]["initContainers"][0]["image"] == "onload-user:8.1.2.26"
 
 
-def test_daemonset_with_another_selector_is_deleted_pods_first_then_created_again() -> None:
+def test_the_single_daemonset_of_an_earlier_operator_goes_pods_first_then_the_revisions_come() -> None:
     world = converge(World(cr_body(), worker_nodes(2)))
-    key = ("DaemonSet", names.device_plugin_name("onload"))
-    live = world.children[key]
-    live["metadata"]["uid"] = "uid-of-v3.0"
-    live["spec"]["selector"] = {"matchLabels": {names.NAME_LABEL: key[1]}}  # the Go operator v3.0's selector
+    _single_daemonset(world)
+    module = world.children[("Module", "onload-module")]
+    del module["metadata"]["annotations"][names.REVISIONS_ANNOTATION]  # as the first release left it
+    first = world.plan()
+    assert first.of(DeleteChild) == []
+    assert [a.manifest["kind"] for a in first.of(ApplyChild)] == ["Module"], "no second plugin next to the old"
+    assert first.status is not None
+    assert "deleted once the Modules record the revisions" in condition_of(first.status, "Progressing")["message"]
+    world.carry_out(first)
     result = world.plan()
-    assert result.of(DeleteChild) == [DeleteChild("DaemonSet", key[1], "uid-of-v3.0")]
+    assert result.of(DeleteChild) == [DeleteChild("DaemonSet", LEGACY_DS[1], "uid-of-the-old-daemonset")]
     assert result.of(ApplyChild) == []
     assert result.of(PatchNode) == [], "the nodes keep Onload loaded meanwhile"
     assert result.status is not None
     progressing = condition_of(result.status, "Progressing")
     assert (progressing["status"], progressing["reason"]) == ("True", "Recreating")
-    assert f'spec.selector is {{"matchLabels": {{"{names.NAME_LABEL}": "{key[1]}"}}}}' in progressing["message"]
-    assert [e.reason for e in result.of(PostEvent)] == ["NodesNotReady", "Recreating"]
+    assert "Recreating" in [e.reason for e in result.of(PostEvent)]
     world.body["status"] = result.status
-    # While its pods are deleted (foreground), nothing is applied to it and no second delete is sent.
-    live["metadata"]["deletionTimestamp"] = NOW
+    # While its pods are deleted (foreground), nothing is created beside it and no second delete is sent.
+    world.children[LEGACY_DS]["metadata"]["deletionTimestamp"] = NOW
     waiting = world.plan()
     assert (waiting.of(DeleteChild), waiting.of(ApplyChild), waiting.of(PatchNode)) == ([], [], [])
     assert conditions(waiting.status or world.body["status"])["Progressing"] == ("True", "Recreating")
-    del world.children[key]
+    del world.children[LEGACY_DS]
     again = world.plan()
-    assert [(a.manifest["kind"], a.reason) for a in again.of(ApplyChild)] == [("DaemonSet", MISSING)]
+    assert [(a.manifest["metadata"]["name"], a.reason) for a in again.of(ApplyChild)] == [
+        (names.device_plugin_revision_name("onload", "8.1.2.26"), MISSING)
+    ]
     assert again.of(DeleteChild) == []
-
-
-def test_v3_0_takeover_with_a_new_version_keeps_what_the_nodes_run() -> None:
-    """The v3.0 DaemonSet goes only once the onload Module records the deployed Onload, else the new version would
-    be rendered onto running nodes."""
-    world = _go_operator_cluster(2)
-    key = ("DaemonSet", names.device_plugin_name("onload"))
-    world.children[key]["metadata"]["uid"] = "uid-of-v3.0"
-    world.children[key]["spec"]["selector"] = {"matchLabels": {names.NAME_LABEL: key[1]}}
-    world.body["spec"]["onload"].update(version="9.0.0", userImage="onload-user:9.0.0")
-    first = world.plan()
-    assert first.of(DeleteChild) == [], "the Modules are not taken over yet"
-    assert first.status is not None
-    assert "deleted once the Modules are taken over" in condition_of(first.status, "Progressing")["message"]
-    converge(world)
-    recreated = [p for p in world.plans if p.of(DeleteChild)]
-    assert len(recreated) == 1
-    module = world.children[("Module", "onload-module")]
-    assert module["spec"]["moduleLoader"]["container"]["version"] == "8.1.2.26"
-    ds = world.children[key]
-    assert ds["spec"]["template"]["spec"]["initContainers"][0]["image"] == "onload-user:8.1.2.26"
-    assert names.MANAGED_BY_LABEL in ds["spec"]["selector"]["matchLabels"]
-    assert conditions(world.body["status"])["Progressing"] == ("True", "UpgradePending")
+    assert converge(world).plans[-1].writes == 0

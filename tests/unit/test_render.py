@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from onload_operator.api.v1alpha1 import Onload
 from onload_operator.render import names
-from onload_operator.render.children import render_children
-from onload_operator.render.daemonset import device_plugin_args, device_plugin_daemonset
-from onload_operator.render.modules import onload_module, sfc_module
-from tests.unit.onload_samples import IMAGE, cr_body
+from onload_operator.render.children import Deployment, render_children
+from onload_operator.render.daemonset import device_plugin_args
+from tests.unit.onload_samples import IMAGE, cr_body, daemonset_of, onload_module_of, sfc_module_of
 
 
 def onload(**spec: Any) -> Onload:
@@ -20,7 +20,7 @@ def onload(**spec: Any) -> Onload:
 
 def test_module_names_and_modprobe_match_the_go_operator() -> None:
     cr = onload()
-    module = onload_module(cr)
+    module = onload_module_of(cr)
     assert module["metadata"]["name"] == "onload-module"
     container = module["spec"]["moduleLoader"]["container"]
     assert container["modprobe"] == {"moduleName": "onload", "parameters": ["--first-time"]}
@@ -29,7 +29,7 @@ def test_module_names_and_modprobe_match_the_go_operator() -> None:
     assert module["spec"]["moduleLoader"]["serviceAccountName"] == "onload-sa"
     assert module["metadata"]["labels"][names.INSTANCE_LABEL] == "onload-ns-onload"
     assert module["metadata"]["ownerReferences"][0]["uid"] == "uid-ns-onload"
-    assert sfc_module(cr) is None
+    assert sfc_module_of(cr) is None
 
 
 def test_modules_select_the_label_only_the_operator_moves_not_spec_selector() -> None:
@@ -40,9 +40,9 @@ def test_modules_select_the_label_only_the_operator_moves_not_spec_selector() ->
             "kernelMappings": [{"regexp": "a", "kernelModuleImage": "i", "sfc": {}}],
         }
     )
-    sfc = sfc_module(cr)
+    sfc = sfc_module_of(cr)
     assert sfc is not None
-    for module in (onload_module(cr), sfc):
+    for module in (onload_module_of(cr), sfc):
         assert module["spec"]["selector"] == {"kmm.onload.amd.com/ns.onload": ""}
     longest = names.module_selector_label("n" * 16, "c" * 16)
     assert len(longest.partition("/")[2]) <= 63
@@ -59,12 +59,12 @@ def test_sfc_module_only_for_mappings_with_sfc_and_without_build() -> None:
         {"regexp": "b", "kernelModuleImage": "img-b"},
     ]
     cr = onload(onload={"version": "1", "userImage": "u", "kernelMappings": mappings})
-    onload_mappings = onload_module(cr)["spec"]["moduleLoader"]["container"]["kernelMappings"]
+    onload_mappings = onload_module_of(cr)["spec"]["moduleLoader"]["container"]["kernelMappings"]
     assert onload_mappings[0]["build"] == {
         "buildArgs": [{"name": "X", "value": "1"}],
         "dockerfileConfigMap": {"name": "df"},
     }
-    sfc = sfc_module(cr)
+    sfc = sfc_module_of(cr)
     assert sfc is not None
     assert sfc["metadata"]["name"] == "onload-sfcmod"
     container = sfc["spec"]["moduleLoader"]["container"]
@@ -75,24 +75,25 @@ def test_sfc_module_only_for_mappings_with_sfc_and_without_build() -> None:
 
 def test_pull_secrets_and_upgrade_toleration() -> None:
     cr = onload(imagePullSecrets=[{"name": "first"}, {"name": "second"}])
-    module = onload_module(cr)
+    module = onload_module_of(cr)
     assert module["spec"]["imageRepoSecret"] == {"name": "first"}
     assert module["spec"]["tolerations"] == [{"key": names.UPGRADE_TAINT, "operator": "Exists", "effect": "NoSchedule"}]
-    pod = device_plugin_daemonset(cr, IMAGE)["spec"]["template"]["spec"]
+    pod = daemonset_of(cr)["spec"]["template"]["spec"]
     assert pod["imagePullSecrets"] == [{"name": "first"}, {"name": "second"}]
 
 
-def test_daemonset_keeps_the_go_shape() -> None:
-    ds = device_plugin_daemonset(onload(), IMAGE)
-    assert ds["metadata"]["name"] == "onload-onload-device-plugin-ds"
+def test_daemonset_keeps_the_go_shape_one_per_revision() -> None:
+    ds = daemonset_of(onload())
+    assert ds["metadata"]["name"] == "onload-onload-dp-8.1.2.26"
     assert ds["metadata"]["labels"][names.VERSION_LABEL] == "8.1.2.26"
+    assert ds["metadata"]["labels"][names.REVISION_LABEL] == "8.1.2.26"
     assert ds["spec"]["updateStrategy"] == {"type": "OnDelete"}
-    assert ds["spec"]["selector"]["matchLabels"][names.NAME_LABEL] == "onload-onload-device-plugin-ds"
+    assert ds["spec"]["selector"]["matchLabels"][names.NAME_LABEL] == "onload-onload-dp-8.1.2.26"
     pod = ds["spec"]["template"]["spec"]
     assert (pod["hostNetwork"], pod["hostPID"], pod["hostIPC"]) == (True, True, True)
     assert pod["nodeSelector"] == {"node-role.kubernetes.io/worker": ""}
     term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
-    assert term == {"matchExpressions": [{"key": "onload.amd.com/ns.onload", "operator": "Exists"}]}
+    assert term == {"matchExpressions": [{"key": "onload.amd.com/ns.onload", "operator": "In", "values": ["8.1.2.26"]}]}
     assert [c["name"] for c in pod["initContainers"]] == ["init"]
     assert [c["name"] for c in pod["containers"]] == ["device-plugin", "onload-worker"]
     assert {v["name"] for v in pod["volumes"]} >= {"kubelet-socket", "host-onload", "worker-volume"}
@@ -106,7 +107,7 @@ def test_daemonset_keeps_the_go_shape() -> None:
 
 
 def test_daemonset_closes_the_go_gaps() -> None:
-    pod = device_plugin_daemonset(onload(), IMAGE)["spec"]["template"]["spec"]
+    pod = daemonset_of(onload())["spec"]["template"]["spec"]
     assert pod["priorityClassName"] == "system-node-critical"
     assert {t["key"] for t in pod["tolerations"]} == {names.UPGRADE_TAINT, names.RESOURCE_NAME}
     for container in [*pod["initContainers"], *pod["containers"]]:
@@ -118,7 +119,7 @@ def test_daemonset_closes_the_go_gaps() -> None:
 def test_no_kubelet_restart_can_remove_the_host_onload_files() -> None:
     """preStop removes hostOnloadPath and a container restart does not rerun the init container that fills it:
     the kubelet must never restart a running container of the pod (no liveness or startup probe)."""
-    pod = device_plugin_daemonset(onload(), IMAGE)["spec"]["template"]["spec"]
+    pod = daemonset_of(onload())["spec"]["template"]["spec"]
     assert "rm -r" in pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1]
     for container in pod["containers"]:
         assert "livenessProbe" not in container
@@ -127,7 +128,7 @@ def test_no_kubelet_restart_can_remove_the_host_onload_files() -> None:
 
 def test_both_containers_watch_the_host_dev() -> None:
     """A privileged container's /dev is a snapshot; the plugin and worker must see /dev/onload appear later."""
-    pod = device_plugin_daemonset(onload(), IMAGE)["spec"]["template"]["spec"]
+    pod = daemonset_of(onload())["spec"]["template"]["spec"]
     assert {"name": "host-dev", "hostPath": {"path": "/dev", "type": "Directory"}} in pod["volumes"]
     for container in pod["containers"]:
         assert {"name": "host-dev", "mountPath": "/host/dev", "readOnly": True} in container["volumeMounts"]
@@ -161,19 +162,28 @@ def test_device_plugin_flags(device_plugin: dict[str, Any], expected: list[str])
 
 def test_control_plane_parameters_reach_the_worker() -> None:
     cr = onload(onload={**cr_body()["spec"]["onload"], "controlPlane": {"parameters": []}})
-    pod = device_plugin_daemonset(cr, IMAGE)["spec"]["template"]["spec"]
+    pod = daemonset_of(cr)["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in pod["containers"][1]["env"]}
     assert env["ONLOAD_CP_SERVER_PARAMS"] == ""
 
 
-def test_every_child_records_what_it_was_rendered_from() -> None:
-    children = render_children(onload(), IMAGE)
-    hashes = set()
-    for child in children:
-        annotations = child["metadata"]["annotations"]
-        assert '"version":"8.1.2.26"' in annotations[names.DEPLOYED_ANNOTATION]
-        hashes.add(annotations[names.APPLIED_HASH_ANNOTATION])
+def test_the_onload_module_records_the_revisions_and_every_child_its_hash() -> None:
+    children = render_children(Deployment.of(onload()), IMAGE)
+    hashes = {child["metadata"]["annotations"][names.APPLIED_HASH_ANNOTATION] for child in children}
     assert len(hashes) == len(children)
-    changed = render_children(onload(devicePlugin={"maxPodsPerNode": 3}), IMAGE)
-    assert changed[0] == children[0]  # the Module does not depend on device-plugin settings
+    registry = json.loads(children[0]["metadata"]["annotations"][names.REVISIONS_ANNOTATION])
+    assert list(registry) == ["8.1.2.26"]
+    assert registry["8.1.2.26"]["onload"]["userImage"] == "onload-user:8.1.2.26"
+    assert registry["8.1.2.26"]["devicePlugin"]["maxPodsPerNode"] == 100
+    changed = render_children(Deployment.of(onload(devicePlugin={"maxPodsPerNode": 3})), IMAGE)
     assert changed[-1]["metadata"]["annotations"] != children[-1]["metadata"]["annotations"]
+
+
+def test_revision_names_are_label_values_within_63_characters() -> None:
+    assert names.device_plugin_revision_name("onload", "8.1.2.26") == "onload-onload-dp-8.1.2.26"
+    odd = names.device_plugin_revision_name("onload", "V9_0")
+    assert odd.startswith("onload-onload-dp-v9-0-")
+    assert odd != names.device_plugin_revision_name("onload", "v9-0")
+    longest = names.device_plugin_revision_name("n" * 31, "9" * 63)
+    assert len(longest) == 63
+    assert longest[-1].isalnum()

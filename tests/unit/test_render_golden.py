@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from onload_operator.api.v1alpha1 import Onload
-from onload_operator.render.children import render_children
+from onload_operator.render.children import Deployment, render_children
 from tests.unit.golden_files import GOLDEN_DIR, check_golden
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,10 +40,10 @@ def _sample(overlay: str) -> dict[str, Any]:
 @pytest.mark.parametrize("overlay", sorted(p.name for p in OVERLAYS.iterdir() if p.is_dir()))
 def test_sample_overlay(overlay: str) -> None:
     onload = _with_identity(_sample(overlay), "onload-system")
-    check_golden(f"sample-{overlay}", render_children(onload, IMAGE))
+    check_golden(f"sample-{overlay}", render_children(Deployment.of(onload), IMAGE))
 
 
 @pytest.mark.parametrize("path", sorted((GOLDEN_DIR / "inputs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_input(path: Path) -> None:
     onload = _with_identity(yaml.safe_load(path.read_text()), "default")
-    check_golden(path.stem, render_children(onload, IMAGE))
+    check_golden(path.stem, render_children(Deployment.of(onload), IMAGE))

@@ -22,7 +22,7 @@ from onload_operator.planner.compare import (
 )
 from onload_operator.planner.nodes import crs_to_wake, orphaned_gate_labels, removal_patches
 from onload_operator.planner.status import Observation, compute_status
-from onload_operator.planner.takeover import Replacement, replacement, stale_selector_keys
+from onload_operator.planner.takeover import stale_selector_keys
 from onload_operator.render import names
 from tests.unit.onload_samples import LATER, NOW, cr_body, views
 
@@ -169,26 +169,6 @@ def test_selector_keys_left_by_another_manager_on_a_module_are_drift() -> None:
     assert stale_selector_keys(desired, {**live, "spec": {"selector": {"mine": ""}}}) == []
     daemonset = {**desired, "kind": "DaemonSet"}
     assert stale_selector_keys(daemonset, {**live, "kind": "DaemonSet"}) == []
-
-
-def test_only_a_daemonset_selector_change_needs_the_object_created_again() -> None:
-    meta = {"name": "ds"}
-    desired = {
-        "kind": "DaemonSet",
-        "metadata": meta,
-        "spec": {"selector": {"matchLabels": {"a": "1", "b": "2"}}, "x": 1},
-    }
-    live_meta = {"uid": "u1"}
-    same = {"metadata": live_meta, "spec": {"selector": {"matchLabels": {"b": "2", "a": "1"}}, "x": 2}}
-    assert replacement(desired, same) is None
-    assert replacement(desired, {"metadata": live_meta, "spec": {"selector": {"matchLabels": {"a": "1"}}}}) == (
-        Replacement(
-            "u1",
-            'DaemonSet ds: spec.selector is {"matchLabels": {"a": "1"}}, not {"matchLabels": {"a": "1", "b": "2"}}',
-        )
-    )
-    module = {"kind": "Module", "metadata": meta, "spec": {"selector": {"a": "1"}}}
-    assert replacement(module, {"metadata": live_meta, "spec": {"selector": {"b": "1"}}}) is None
 
 
 def test_status_version_is_removed_once_no_node_runs_it() -> None:
