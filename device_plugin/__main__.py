@@ -10,9 +10,9 @@ import signal
 import sys
 
 from device_plugin.config import ConfigError, PluginConfig, load_plugin_config
+from device_plugin.lifecycle import DevicePluginService
 from device_plugin.logs import configure_logging
 from device_plugin.metrics import PluginMetrics
-from device_plugin.server import DevicePluginService
 
 log = logging.getLogger("device_plugin")
 

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from device_plugin.config import PluginConfig
-from device_plugin.server import DevicePluginService
+from device_plugin.lifecycle import DevicePluginService
 from device_plugin.v1beta1 import api_pb2 as pb
 from device_plugin.v1beta1 import api_pb2_grpc as pb_grpc
 
