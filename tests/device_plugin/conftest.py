@@ -14,7 +14,8 @@ import pytest
 
 from device_plugin.lifecycle import DevicePluginService
 from device_plugin.metrics import PluginMetrics
-from tests.device_plugin.dp_helpers import FakeKubelet, HostTree, StartPlugin
+from tests.device_plugin.dp_helpers import HostTree, StartPlugin
+from tests.device_plugin.fake_kubelet import FakeKubelet
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import pytest
 from device_plugin.allocation import CDI_SPEC_FILE, go_join
 from device_plugin.v1beta1 import api_pb2 as pb
 from device_plugin.v1beta1 import api_pb2_grpc as pb_grpc
-from tests.device_plugin.dp_helpers import FakeKubelet, HostTree, StartPlugin, read_json, wait_for
+from tests.device_plugin.dp_helpers import HostTree, StartPlugin, read_json, wait_for
+from tests.device_plugin.fake_kubelet import FakeKubelet
 
 
 async def _plugin_stub(kubelet: FakeKubelet, start_plugin: StartPlugin, **config: Any) -> pb_grpc.DevicePluginAsyncStub:

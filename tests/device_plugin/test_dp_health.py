@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.device_plugin.dp_helpers import FakeKubelet, HostTree, StartPlugin, touch, wait_for
+from tests.device_plugin.dp_helpers import HostTree, StartPlugin, touch, wait_for
+from tests.device_plugin.fake_kubelet import FakeKubelet
 
 
 def _health(kubelet: FakeKubelet) -> set[str]:

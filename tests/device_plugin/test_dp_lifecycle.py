@@ -10,7 +10,8 @@ from collections.abc import Callable
 from device_plugin.lifecycle import DevicePluginService
 from device_plugin.metrics import PluginMetrics
 from device_plugin.servicer import RESOURCE_NAME
-from tests.device_plugin.dp_helpers import FakeKubelet, HostTree, StartPlugin, exists, wait_for
+from tests.device_plugin.dp_helpers import HostTree, StartPlugin, exists, wait_for
+from tests.device_plugin.fake_kubelet import FakeKubelet
 
 
 async def test_registers_with_version_resource_and_endpoint(
@@ -90,7 +91,7 @@ async def test_replaced_kubelet_socket_alone_triggers_registration(
     await wait_for(lambda: len(kubelet.registrations) == 1, message="first registration")
     await kubelet.stop()  # grpc removes kubelet.sock when its server stops
     assert not exists(kubelet.socket_path)
-    await kubelet.start()
+    await kubelet.start(clean_directory=False)
     await wait_for(lambda: len(kubelet.registrations) == 2, deadline=1.0, message="re-registration")
 
 
