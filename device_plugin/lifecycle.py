@@ -23,7 +23,9 @@ from device_plugin.devices import (
     HEALTHY,
     build_devices,
     discover_nics,
+    loaded_module_version,
     onload_nodes_present,
+    versions_match,
 )
 from device_plugin.metrics import PluginMetrics
 from device_plugin.nics import LinkMonitor
@@ -56,6 +58,7 @@ class DevicePluginService:
         self._server: grpc.aio.Server | None = None
         self._registrar: Registrar | None = None
         self._last_health: str | None = None
+        self._mismatch: tuple[str, str] | None = None
 
     @property
     def registrations(self) -> int:
@@ -63,10 +66,32 @@ class DevicePluginService:
 
     # Devices -------------------------------------------------------------------------------------------
 
+    def _check_version(self) -> bool:
+        """False while the loaded module reports another Onload version than ``config.onload_version``."""
+        expected = self.config.onload_version
+        loaded = loaded_module_version(self.config.sysfs_root) if expected else None
+        mismatch = (expected, loaded) if loaded is not None and not versions_match(expected, loaded) else None
+        if mismatch != self._mismatch:
+            self.metrics.version_mismatch.clear()
+            if mismatch is not None:
+                self.metrics.version_mismatch.labels(*mismatch).set(1)
+                log.error(
+                    "the loaded onload module is version %s but this plugin serves %s: all %s devices are "
+                    "Unhealthy until they match",
+                    loaded,
+                    expected,
+                    RESOURCE_NAME,
+                )
+            else:
+                log.info("the loaded onload module matches the served version %s again", expected)
+            self._mismatch = mismatch
+        return mismatch is None
+
     def refresh_devices(self) -> None:
         nics = discover_nics(self.config.sysfs_root, self._links.names)
         loaded = onload_nodes_present(self.config.dev_root)
-        devices = build_devices(self.config.max_pods, loaded, nics, self.config.need_nic)
+        version_ok = self._check_version()
+        devices = build_devices(self.config.max_pods, loaded, nics, self.config.need_nic, version_ok)
         self.metrics.nics.set(len(nics))
         if not self.state.publish(devices):
             return
@@ -80,6 +105,7 @@ class DevicePluginService:
             health,
             extra={
                 "onload_loaded": loaded,
+                "onload_version_ok": version_ok,
                 "nics": [{"name": n.name, "driver": n.driver, "vendor": n.vendor, "numa": n.numa_node} for n in nics],
                 "need_nic": self.config.need_nic,
             },

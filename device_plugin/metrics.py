@@ -43,6 +43,13 @@ class PluginMetrics:
         self.healthy_devices = Gauge(
             "onload_device_plugin_healthy_devices", "Devices currently advertised Healthy", registry=self.registry
         )
+        self.version_mismatch = Gauge(
+            "onload_device_plugin_onload_version_mismatch",
+            "1 while the loaded onload module reports another version than the one this plugin serves "
+            "(every device is then Unhealthy), labelled with both versions",
+            ["expected", "loaded"],
+            registry=self.registry,
+        )
         self.nics = Gauge("onload_device_plugin_nics", "Onload-capable NICs currently found", registry=self.registry)
         # process_resident_memory_bytes and friends: the plugin runs on every node, so its footprint is watched.
         ProcessCollector(registry=self.registry)
