@@ -24,6 +24,8 @@ HOST_BIN_DIR = "usr/bin"
 ONLOAD_SCRIPT = "onload"
 
 CDI_VERSION = "0.5.0"
+"""The lowest CDI version with every field the spec uses (``deviceNodes[].hostPath`` came in 0.5.0), so that
+containerd 1.7 and CRI-O 1.27 read it as well as newer runtimes."""
 CDI_KIND = "amd.com/onload"
 CDI_DEVICE_NAME = "onload"
 CDI_QUALIFIED_NAME = f"{CDI_KIND}={CDI_DEVICE_NAME}"

@@ -140,10 +140,16 @@ class OnloadDevicePluginServicer(pb_grpc.DevicePluginServicer):
         return response
 
     def _container_response(self) -> pb.ContainerAllocateResponse:
+        """The plain devices, mounts and environment, plus the CDI device name in CDI mode.
+
+        Both, so that a kubelet without ``DevicePluginCDIDevices`` or a runtime without CDI still gets everything;
+        where CDI is applied too, it repeats the same edits, which changes nothing.
+        """
         edits = container_edits(self._config)
+        cdi_devices = []
         if self._config.cdi:
             write_cdi_spec(self._config.cdi_spec_dir, cdi_spec(edits))
-            return pb.ContainerAllocateResponse(cdi_devices=[pb.CDIDevice(name=CDI_QUALIFIED_NAME)])
+            cdi_devices.append(pb.CDIDevice(name=CDI_QUALIFIED_NAME))
         return pb.ContainerAllocateResponse(
             envs=edits.envs,
             mounts=[
@@ -154,6 +160,7 @@ class OnloadDevicePluginServicer(pb_grpc.DevicePluginServicer):
                 pb.DeviceSpec(container_path=d.container_path, host_path=d.host_path, permissions=d.permissions)
                 for d in edits.device_nodes
             ],
+            cdi_devices=cdi_devices,
         )
 
     async def PreStartContainer(

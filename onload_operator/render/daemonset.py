@@ -25,6 +25,8 @@ PLUGIN_METRICS_PORT = 9120
 HOST_DEV = "/host/dev"
 """Where both containers see the host's /dev: a privileged container's own /dev is a copy taken when it starts,
 so it would never show the Onload device nodes that the module creates later."""
+CDI_SPEC_DIR = "/var/run/cdi"
+"""Where the device plugin writes its CDI spec when ``devicePlugin.cdi`` is on: the runtimes' dynamic spec dir."""
 WORKER_DIR = "/mnt/onload"
 CP_SERVER_PATH = f"{WORKER_DIR}/sbin/onload_cp_server"
 DEFAULT_CP_SERVER_PARAMS = "-K"
@@ -54,6 +56,14 @@ def device_plugin_args(onload: Onload) -> list[str]:
         f"-binMountPath={dp.bin_mount_path}",
         f"-libMountPath={dp.effective_lib_mount_path}",
     ]
+
+
+def device_plugin_env(onload: Onload) -> list[Manifest]:
+    """Settings passed in the environment: the Go project's plugin image rejects flags it does not know."""
+    env = [{"name": "ONLOAD_DP_ONLOAD_VERSION", "value": onload.spec.onload.version}]
+    if onload.spec.device_plugin.cdi:
+        env += [{"name": "ONLOAD_DP_CDI", "value": "true"}, {"name": "ONLOAD_DP_CDI_SPEC_DIR", "value": CDI_SPEC_DIR}]
+    return env
 
 
 def cp_server_params(onload: Onload) -> str:
@@ -99,6 +109,7 @@ def _device_plugin_container(onload: Onload, image: str) -> Manifest:
             "name": "device-plugin",
             "image": image,
             "args": [*device_plugin_args(onload), f"-devRoot={HOST_DEV}"],
+            "env": device_plugin_env(onload),
             "securityContext": {"privileged": True},
             "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             # Named for a PodMonitor; with hostNetwork it is a port of the node.
@@ -122,6 +133,7 @@ def _device_plugin_container(onload: Onload, image: str) -> Manifest:
                 {"name": "kubelet-socket", "mountPath": KUBELET_SOCKET_DIR},
                 {"name": "host-onload", "mountPath": host_path},
                 _host_dev_mount(),
+                *([{"name": "cdi-specs", "mountPath": CDI_SPEC_DIR}] if onload.spec.device_plugin.cdi else []),
             ],
         },
         onload.spec.device_plugin.image_pull_policy,
@@ -195,6 +207,10 @@ def device_plugin_daemonset(onload: Onload, image: str) -> Manifest:
             {"name": "host-dev", "hostPath": {"path": "/dev", "type": "Directory"}},
         ],
     }
+    if spec.device_plugin.cdi:
+        pod_spec["volumes"].append(
+            {"name": "cdi-specs", "hostPath": {"path": CDI_SPEC_DIR, "type": "DirectoryOrCreate"}}
+        )
     if spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": secret.name} for secret in spec.image_pull_secrets]
     return {
