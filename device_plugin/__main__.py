@@ -17,6 +17,9 @@ from device_plugin.metrics import PluginMetrics
 
 log = logging.getLogger("device_plugin")
 
+PROC_ROOT = "/proc"
+"""The host's processes: the device-plugin pod runs with the host's PID namespace."""
+
 
 async def run_until_signalled(config: PluginConfig) -> int:
     metrics = PluginMetrics()
@@ -37,12 +40,27 @@ async def run_until_signalled(config: PluginConfig) -> int:
         service_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await service_task
+        if config.remove_unused_host_files:
+            remove_unused_host_files(config)
         return 0
     finally:
         stop_task.cancel()
         if http is not None:
             http.close()
             await http.wait_closed()
+
+
+def remove_unused_host_files(config: PluginConfig) -> None:
+    """After the server stopped, so that no new answer can name a version: see ``device_plugin.hostfiles``."""
+    # Imported here: a running plugin never needs them.
+    from device_plugin.host_usage import CHECKPOINT_NAME
+    from device_plugin.hostfiles import remove_unused
+
+    checkpoint = os.path.join(config.device_plugin_path, CHECKPOINT_NAME)
+    try:
+        remove_unused(config.host_onload_path, checkpoint, PROC_ROOT)
+    except OSError as exc:
+        log.error("removing unused host files from %s failed: %s", config.host_onload_path, exc)
 
 
 def main() -> None:

@@ -19,9 +19,13 @@ from device_plugin.config import PluginConfig
 DEVICE_NODE_NAMES = ("onload", "onload_epoll", "sfc_char")
 DEVICE_PERMISSIONS = "mrw"
 LIBRARY_PREFIXES = ("libonload.so", "libonload_ext.so")
+HOST_USR_DIR = "usr"
 HOST_LIB_DIR = "usr/lib64"
 HOST_BIN_DIR = "usr/bin"
 ONLOAD_SCRIPT = "onload"
+
+INSTALLED_VERSION_PREFIX = ".onload-"
+"""Prefix of the version directories ``onload-host-files`` installs under the host directory."""
 
 CDI_VERSION = "0.5.0"
 """The lowest CDI version with every field the spec uses (``deviceNodes[].hostPath`` came in 0.5.0), so that
@@ -72,13 +76,26 @@ def existing_device_nodes(dev_root: str) -> tuple[DeviceNode, ...]:
     )
 
 
-def library_mounts(config: PluginConfig) -> tuple[FileMount, ...]:
+def installed_root(host_onload_path: str) -> str:
+    """The directory of the version that ``usr`` links to right now, or the host directory itself when ``usr``
+    is not such a link (files put there another way). Read once per answer, so one answer names one version."""
+    try:
+        target = os.readlink(go_join(host_onload_path, HOST_USR_DIR))
+    except OSError:
+        return go_join(host_onload_path)
+    version, _, rest = target.partition("/")
+    if version.startswith(INSTALLED_VERSION_PREFIX) and rest == HOST_USR_DIR:
+        return go_join(host_onload_path, version)
+    return go_join(host_onload_path)
+
+
+def library_mounts(config: PluginConfig, root: str) -> tuple[FileMount, ...]:
     """Every file in the host library dir whose name starts with an Onload library name.
 
     Versioned names (``libonload.so.1``, ``libonload.so.1.2.3``) are included. Symbolic links to files count,
     because the container runtime resolves the host path when it bind-mounts it.
     """
-    host_dir = go_join(config.host_onload_path, HOST_LIB_DIR)
+    host_dir = go_join(root, HOST_LIB_DIR)
     try:
         names = sorted(os.listdir(host_dir))
     except OSError:
@@ -98,11 +115,12 @@ def preload_path(config: PluginConfig) -> str:
 
 
 def container_edits(config: PluginConfig) -> ContainerEdits:
-    mounts = list(library_mounts(config))
+    root = installed_root(config.host_onload_path)
+    mounts = list(library_mounts(config, root))
     if config.mount_onload:
         mounts.append(
             FileMount(
-                host_path=go_join(config.host_onload_path, HOST_BIN_DIR, ONLOAD_SCRIPT),
+                host_path=go_join(root, HOST_BIN_DIR, ONLOAD_SCRIPT),
                 container_path=go_join(config.base_mount_path, config.bin_mount_path, ONLOAD_SCRIPT),
             )
         )

@@ -122,6 +122,8 @@ class PluginConfig:
     log_level: str = "info"
     onload_version: str = ""
     """The Onload version this plugin serves; empty skips the check against the loaded module."""
+    remove_unused_host_files: bool = False
+    """On stop, remove the host files that ``onload-host-files install`` wrote and no container needs."""
 
     @property
     def socket_path(self) -> str:
@@ -192,6 +194,14 @@ PLUGIN_FLAGS: tuple[Flag, ...] = (
         "onload_version",
         "ONLOAD_DP_ONLOAD_VERSION",
         "Onload version served: devices are Unhealthy while the loaded module reports another",
+        env_only=True,
+    ),
+    Flag(
+        "removeUnusedHostFiles",
+        "remove_unused_host_files",
+        "ONLOAD_DP_REMOVE_UNUSED_HOST_FILES",
+        "on stop, remove the installed host files that no container on the node needs",
+        parse_go_bool,
         env_only=True,
     ),
 )

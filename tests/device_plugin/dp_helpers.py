@@ -129,7 +129,9 @@ async def change_links(namespace: str, **operation: str) -> None:
     assert process.returncode == 0, stderr.decode()
 
 
-async def start_plugin_process(host: HostTree, *args: str, namespace: str | None = None) -> asyncio.subprocess.Process:
+async def start_plugin_process(
+    host: HostTree, *args: str, namespace: str | None = None, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
     """The real ``onload-device-plugin`` entry point as a child process, optionally in a network namespace."""
     prefix = ["ip", "netns", "exec", namespace] if namespace else []
     return await asyncio.create_subprocess_exec(
@@ -144,6 +146,7 @@ async def start_plugin_process(host: HostTree, *args: str, namespace: str | None
         f"-cdiSpecDir={host.cdi}",
         *args,
         stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
 
 
