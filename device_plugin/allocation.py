@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import re
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +40,9 @@ def go_join(*parts: str) -> str:
     joined = "/".join(part for part in parts if part)
     if not joined:
         return ""
-    return posixpath.normpath(re.sub(r"/+", "/", joined))
+    cleaned = posixpath.normpath(joined)
+    # POSIX keeps a leading "//"; Go's Clean does not.
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
 
 
 @dataclass(frozen=True)
@@ -96,17 +97,18 @@ def library_mounts(config: PluginConfig, root: str) -> tuple[FileMount, ...]:
     because the container runtime resolves the host path when it bind-mounts it.
     """
     host_dir = go_join(root, HOST_LIB_DIR)
+    container_dir = go_join(config.base_mount_path, config.lib_mount_path)
     try:
-        names = sorted(os.listdir(host_dir))
+        with os.scandir(host_dir) as entries:
+            names = sorted(
+                entry.name for entry in entries if entry.name.startswith(LIBRARY_PREFIXES) and entry.is_file()
+            )
     except OSError:
         return ()
+    # Entry names hold no "/", so joining them to clean directories keeps the paths clean.
     return tuple(
-        FileMount(
-            host_path=go_join(host_dir, name),
-            container_path=go_join(config.base_mount_path, config.lib_mount_path, name),
-        )
+        FileMount(host_path=posixpath.join(host_dir, name), container_path=posixpath.join(container_dir, name))
         for name in names
-        if name.startswith(LIBRARY_PREFIXES) and os.path.isfile(os.path.join(host_dir, name))
     )
 
 

@@ -150,7 +150,8 @@ class DevicePluginService:
                 await self._serve()
                 return
             except (grpc.aio.AioRpcError, OSError, RuntimeError) as exc:
-                log.error("cannot serve on %s, retrying in %.1f s: %s", self.config.socket_path, delay, exc)
+                # Expected now and then: a starting kubelet deletes every socket, our temporary one too.
+                log.warning("cannot serve on %s, retrying in %.1f s: %s", self.config.socket_path, delay, exc)
                 await self._stop_serving()
                 await watch.wait(delay)
                 delay = min(delay * 2, BACKOFF_MAX)

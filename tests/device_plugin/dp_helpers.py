@@ -1,4 +1,4 @@
-"""Test helpers for the device plugin: polling with a deadline and a kubelet played over real gRPC."""
+"""Test helpers for the device plugin: host trees, polling with a deadline, links and plugin processes."""
 
 from __future__ import annotations
 
@@ -17,20 +17,6 @@ from typing import Any
 from device_plugin.config import PluginConfig
 from device_plugin.lifecycle import DevicePluginService
 
-# Runs inside the test's network namespace (via `ip netns exec`), so pyroute2 needs no fork-based netns support,
-# which is unsafe in a process that runs gRPC threads.
-_LINK_SCRIPT = """
-import json, sys
-from pyroute2 import IPRoute
-op = json.loads(sys.argv[1])
-with IPRoute() as ipr:
-    if op["op"] == "add":
-        ipr.link("add", ifname=op["ifname"], kind="veth", peer=op["peer"])
-    elif op["op"] == "rename":
-        ipr.link("set", index=ipr.link_lookup(ifname=op["ifname"])[0], ifname=op["new"])
-    elif op["op"] == "del":
-        ipr.link("del", index=ipr.link_lookup(ifname=op["ifname"])[0])
-"""
 StartPlugin = Callable[..., Awaitable[DevicePluginService]]
 
 
@@ -112,19 +98,17 @@ def read_json(path: str) -> Any:
         return json.load(handle)
 
 
+_LINK_COMMANDS = {
+    "add": lambda op: ["add", op["ifname"], "type", "veth", "peer", "name", op["peer"]],
+    "rename": lambda op: ["set", op["ifname"], "name", op["new"]],
+    "del": lambda op: ["del", op["ifname"]],
+}
+
+
 async def change_links(namespace: str, **operation: str) -> None:
-    """Add, rename or delete a veth link in ``namespace`` with pyroute2."""
-    process = await asyncio.create_subprocess_exec(
-        "ip",
-        "netns",
-        "exec",
-        namespace,
-        sys.executable,
-        "-c",
-        _LINK_SCRIPT,
-        json.dumps(operation),
-        stderr=subprocess.PIPE,
-    )
+    """Add, rename or delete a veth link in ``namespace`` with iproute2."""
+    command = _LINK_COMMANDS[operation["op"]](operation)
+    process = await asyncio.create_subprocess_exec("ip", "-n", namespace, "link", *command, stderr=subprocess.PIPE)
     _, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode()
 

@@ -156,7 +156,8 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
         return pb.Empty()
 
     async def _list_and_watch(self, stub: pb_grpc.DevicePluginAsyncStub, generation: int) -> None:
-        with contextlib.suppress(grpc.aio.AioRpcError):
+        # UsageError: this kubelet stopped (closing its channels) between accepting and streaming.
+        with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError):
             async for response in stub.ListAndWatch(pb.Empty()):
                 self.updates.append(list(response.devices))
                 self.listed_generations.append(generation)
