@@ -68,13 +68,9 @@ class ContainerEdits:
     envs: dict[str, str] = field(default_factory=dict)
 
 
-def existing_device_nodes(dev_root: str) -> tuple[DeviceNode, ...]:
-    """Onload device nodes present on the host; ``dev_root`` is where the host's /dev is visible."""
-    return tuple(
-        DeviceNode(host_path=f"/dev/{name}", container_path=f"/dev/{name}")
-        for name in DEVICE_NODE_NAMES
-        if os.path.exists(os.path.join(dev_root, name))
-    )
+def present_device_nodes(dev_root: str) -> tuple[str, ...]:
+    """Names of the Onload device nodes present on the host; ``dev_root`` is where the host's /dev is visible."""
+    return tuple(name for name in DEVICE_NODE_NAMES if os.path.exists(os.path.join(dev_root, name)))
 
 
 def installed_root(host_onload_path: str) -> str:
@@ -90,44 +86,60 @@ def installed_root(host_onload_path: str) -> str:
     return go_join(host_onload_path)
 
 
-def library_mounts(config: PluginConfig, root: str) -> tuple[FileMount, ...]:
-    """Every file in the host library dir whose name starts with an Onload library name.
+def library_names(root: str) -> tuple[str, ...]:
+    """Every file in the library dir below ``root`` whose name starts with an Onload library name.
 
     Versioned names (``libonload.so.1``, ``libonload.so.1.2.3``) are included. Symbolic links to files count,
     because the container runtime resolves the host path when it bind-mounts it.
     """
-    host_dir = go_join(root, HOST_LIB_DIR)
-    container_dir = go_join(config.base_mount_path, config.lib_mount_path)
     try:
-        with os.scandir(host_dir) as entries:
-            names = sorted(
-                entry.name for entry in entries if entry.name.startswith(LIBRARY_PREFIXES) and entry.is_file()
+        with os.scandir(go_join(root, HOST_LIB_DIR)) as entries:
+            return tuple(
+                sorted(entry.name for entry in entries if entry.name.startswith(LIBRARY_PREFIXES) and entry.is_file())
             )
     except OSError:
         return ()
-    # Entry names hold no "/", so joining them to clean directories keeps the paths clean.
-    return tuple(
-        FileMount(host_path=posixpath.join(host_dir, name), container_path=posixpath.join(container_dir, name))
-        for name in names
-    )
+
+
+@dataclass(frozen=True)
+class HostFiles:
+    """What an answer depends on, as found on the host: compared, it tells whether an answer can be reused."""
+
+    root: str
+    """The installed version's directory (see :func:`installed_root`)."""
+    libraries: tuple[str, ...]
+    device_nodes: tuple[str, ...]
+
+
+def observe_host(config: PluginConfig) -> HostFiles:
+    root = installed_root(config.host_onload_path)
+    return HostFiles(root, library_names(root), present_device_nodes(config.dev_root))
 
 
 def preload_path(config: PluginConfig) -> str:
     return go_join(config.base_mount_path, config.lib_mount_path, LIBRARY_PREFIXES[0])
 
 
-def container_edits(config: PluginConfig) -> ContainerEdits:
-    root = installed_root(config.host_onload_path)
-    mounts = list(library_mounts(config, root))
+def container_edits(config: PluginConfig, host: HostFiles | None = None) -> ContainerEdits:
+    """The edits for ``host`` (observed now when not given)."""
+    host = host or observe_host(config)
+    host_dir = go_join(host.root, HOST_LIB_DIR)
+    container_dir = go_join(config.base_mount_path, config.lib_mount_path)
+    # Entry names hold no "/", so joining them to clean directories keeps the paths clean.
+    mounts = [
+        FileMount(host_path=posixpath.join(host_dir, name), container_path=posixpath.join(container_dir, name))
+        for name in host.libraries
+    ]
     if config.mount_onload:
         mounts.append(
             FileMount(
-                host_path=go_join(root, HOST_BIN_DIR, ONLOAD_SCRIPT),
+                host_path=go_join(host.root, HOST_BIN_DIR, ONLOAD_SCRIPT),
                 container_path=go_join(config.base_mount_path, config.bin_mount_path, ONLOAD_SCRIPT),
             )
         )
     envs = {"LD_PRELOAD": preload_path(config)} if config.set_preload else {}
-    return ContainerEdits(existing_device_nodes(config.dev_root), tuple(mounts), envs)
+    nodes = tuple(DeviceNode(host_path=f"/dev/{name}", container_path=f"/dev/{name}") for name in host.device_nodes)
+    return ContainerEdits(nodes, tuple(mounts), envs)
 
 
 def cdi_spec(edits: ContainerEdits) -> dict[str, Any]:

@@ -7,11 +7,20 @@ closes it. It does no I/O of its own beyond what Allocate resolves on the host.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 
 import grpc
 
-from device_plugin.allocation import CDI_QUALIFIED_NAME, cdi_spec, container_edits, write_cdi_spec
+from device_plugin.allocation import (
+    CDI_QUALIFIED_NAME,
+    CDI_SPEC_FILE,
+    HostFiles,
+    cdi_spec,
+    container_edits,
+    observe_host,
+    write_cdi_spec,
+)
 from device_plugin.config import PluginConfig
 from device_plugin.devices import PluginDevice, device_ids, preferred_allocation
 from device_plugin.metrics import PluginMetrics
@@ -71,6 +80,8 @@ class OnloadDevicePluginServicer(pb_grpc.DevicePluginServicer):
         self._metrics = metrics
         self._known_ids = frozenset(device_ids(config.max_pods))
         self._closed = False
+        self._answer: tuple[HostFiles, pb.ContainerAllocateResponse] | None = None
+        """The last answer and the host files it was built from: reused while the host shows the same files."""
         self.active_streams = 0
         self.streams_opened = 0
         """ListAndWatch calls received so far: the kubelet opens one right after it accepts a registration."""
@@ -143,14 +154,20 @@ class OnloadDevicePluginServicer(pb_grpc.DevicePluginServicer):
         """The plain devices, mounts and environment, plus the CDI device name in CDI mode.
 
         Both, so that a kubelet without ``DevicePluginCDIDevices`` or a runtime without CDI still gets everything;
-        where CDI is applied too, it repeats the same edits, which changes nothing.
+        where CDI is applied too, it repeats the same edits, which changes nothing. The host is looked at on
+        every call (the module and the files may change at any time); only the answer built from it is reused.
         """
-        edits = container_edits(self._config)
+        host = observe_host(self._config)
+        if self._answer is not None and self._answer[0] == host:
+            if self._config.cdi and not os.path.exists(os.path.join(self._config.cdi_spec_dir, CDI_SPEC_FILE)):
+                write_cdi_spec(self._config.cdi_spec_dir, cdi_spec(container_edits(self._config, host)))
+            return self._answer[1]
+        edits = container_edits(self._config, host)
         cdi_devices = []
         if self._config.cdi:
             write_cdi_spec(self._config.cdi_spec_dir, cdi_spec(edits))
             cdi_devices.append(pb.CDIDevice(name=CDI_QUALIFIED_NAME))
-        return pb.ContainerAllocateResponse(
+        answer = pb.ContainerAllocateResponse(
             envs=edits.envs,
             mounts=[
                 pb.Mount(container_path=m.container_path, host_path=m.host_path, read_only=m.read_only)
@@ -162,6 +179,8 @@ class OnloadDevicePluginServicer(pb_grpc.DevicePluginServicer):
             ],
             cdi_devices=cdi_devices,
         )
+        self._answer = (host, answer)
+        return answer
 
     async def PreStartContainer(
         self,

@@ -100,14 +100,22 @@ async def test_preload_with_custom_lib_path(host: HostTree, kubelet: FakeKubelet
     assert not container.devices
 
 
-async def test_libraries_are_resolved_at_allocate_time(
+async def test_libraries_and_device_nodes_are_resolved_at_allocate_time(
     host: HostTree, kubelet: FakeKubelet, start_plugin: StartPlugin
 ) -> None:
+    """Each Allocate looks at the host again: an answer is reused only while the host shows the same files."""
     stub = await _plugin_stub(kubelet, start_plugin)
-    assert not (await _allocate(stub, ["sfc-0"])).container_responses[0].mounts
+    first = (await _allocate(stub, ["sfc-0"])).container_responses[0]
+    assert not first.mounts
+    assert not first.devices
     host.install_userland(("libonload.so.9",))
     container = (await _allocate(stub, ["sfc-0"])).container_responses[0]
     assert [m.host_path for m in container.mounts] == [f"{host.onload}/usr/lib64/libonload.so.9"]
+    assert not container.devices
+    host.load_module()
+    container = (await _allocate(stub, ["sfc-0"])).container_responses[0]
+    assert [d.host_path for d in container.devices] == ["/dev/onload", "/dev/onload_epoll"]
+    assert (await _allocate(stub, ["sfc-1"])).container_responses[0] == container
 
 
 async def test_one_response_per_container_request(
