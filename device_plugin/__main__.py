@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from device_plugin.config import ConfigError, PluginConfig, load_plugin_config
+from device_plugin.config import PluginConfig, config_or_exit, load_plugin_config
 from device_plugin.lifecycle import DevicePluginService
 from device_plugin.logs import configure_logging
 from device_plugin.metrics import PluginMetrics
@@ -64,11 +64,7 @@ def remove_unused_host_files(config: PluginConfig) -> None:
 
 
 def main() -> None:
-    try:
-        config = load_plugin_config(sys.argv[1:], os.environ)
-    except ConfigError as exc:
-        print(f"onload-device-plugin: {exc}", file=sys.stderr)
-        sys.exit(2)
+    config = config_or_exit(load_plugin_config, "onload-device-plugin")
     configure_logging(config.log_format, config.log_level)
     log.info("starting", extra={"config": dataclasses.asdict(config)})
     sys.exit(asyncio.run(run_until_signalled(config)))

@@ -11,8 +11,10 @@ parsers keep a validation library out of a process that runs on every node.
 from __future__ import annotations
 
 import argparse
+import os
 import posixpath
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -271,6 +273,15 @@ def _load(
     if errors:
         raise ConfigError("; ".join(errors))
     return config(**values)
+
+
+def config_or_exit(load: Callable[[Sequence[str], Mapping[str, str]], ConfigT], prog: str) -> ConfigT:
+    """``load`` this process's arguments and environment; on a bad value, say why and exit with status 2."""
+    try:
+        return load(sys.argv[1:], os.environ)
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def load_plugin_config(argv: Sequence[str], env: Mapping[str, str]) -> PluginConfig:

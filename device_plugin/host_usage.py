@@ -23,14 +23,12 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from device_plugin.hostfs import read_text
+from device_plugin.hostfs import FileIdentity, read_text
 from device_plugin.v1beta1 import api_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "kubelet_internal_checkpoint"
-FileIdentity = tuple[int, int]
-"""(device, inode)."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +61,6 @@ def cached_answers(checkpoint_path: str, resource_name: str) -> CachedAnswers:
         log.warning("cannot parse the kubelet checkpoint %s (%s): keeping every host file", checkpoint_path, exc)
         return CachedAnswers(frozenset(), readable=False)
     return CachedAnswers(frozenset(paths), readable=True)
-
-
-def file_identity(path: str) -> FileIdentity | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return (stat.st_dev, stat.st_ino)
 
 
 def mapped_files(proc_root: str, wanted: Iterable[FileIdentity]) -> frozenset[FileIdentity]:

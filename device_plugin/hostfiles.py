@@ -33,7 +33,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 from device_plugin.allocation import INSTALLED_VERSION_PREFIX, go_join
-from device_plugin.host_usage import CHECKPOINT_NAME, cached_answers, file_identity, mapped_files
+from device_plugin.host_usage import CHECKPOINT_NAME, cached_answers, mapped_files
+from device_plugin.hostfs import file_identity
 from device_plugin.logs import configure_logging
 
 log = logging.getLogger("onload_host_files")

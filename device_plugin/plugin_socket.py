@@ -18,6 +18,7 @@ import secrets
 
 import grpc
 
+from device_plugin.hostfs import FileIdentity, file_identity
 from device_plugin.servicer import PLUGIN_OPTIONS
 from device_plugin.v1beta1 import api_pb2 as pb
 from device_plugin.v1beta1 import api_pb2_grpc as pb_grpc
@@ -26,16 +27,11 @@ log = logging.getLogger(__name__)
 
 SELF_CHECK_TIMEOUT = 2.0
 
-SocketIdentity = tuple[int, int]
-"""(device, inode) of a file."""
+SocketIdentity = FileIdentity
 
 
 def socket_identity(path: str) -> SocketIdentity | None:
-    try:
-        stat = os.lstat(path)
-    except OSError:
-        return None
-    return (stat.st_dev, stat.st_ino)
+    return file_identity(path, follow_symlinks=False)
 
 
 class SocketState(enum.Enum):
