@@ -226,7 +226,7 @@ class PluginMetrics:
             writer.close()  # sends what is buffered, then closes
 
     def _response(self, request_line: bytes, accept: str) -> bytes:
-        """The whole HTTP response; the exposition format is negotiated as prometheus_client does."""
+        """The whole HTTP response: OpenMetrics when the Accept header names it, else the text format 0.0.4."""
         parts = request_line.decode("latin-1").split()
         method = parts[0] if parts else ""
         extra, content_type = "", "text/plain"
