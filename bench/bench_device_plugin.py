@@ -1,11 +1,14 @@
 """Device-plugin benchmarks over unix sockets only.
 
 1. Allocate latency (p50/p99) measured from a separate client process, interleaved with an empty RPC
-   (GetDevicePluginOptions) on the same server in the same run; the ratio is the result (goal <= 1.5x).
-   Allocate does its real work: it lists the Onload library directory and checks the device nodes.
-2. Time from a kubelet restart (every socket deleted, kubelet.sock re-created) until the plugin has registered
-   again and the new kubelet holds the device list (goal < 1 s).
-3. Resident memory of the plugin process after the workload (goal < 60 MB), and its CPU use while idle
+   (GetDevicePluginOptions) on the same server in the same run; the p99 ratio is the result (goal <= 1.3x).
+   Allocate does its real work: it resolves the installed version, lists the Onload library directory and
+   checks the device nodes.
+2. Re-registration across 100 kubelet crash loops, played by the tests' fake kubelet (which dials back as the
+   kubelet does, blocking on a deleted socket): each round, 1 to 3 kubelets that die 0 to 50 ms after they listen,
+   leaving kubelet.sock behind, then one that stays; the time from that one's listen until it holds the device
+   list (goal: p99 < 50 ms).
+3. Resident memory of the plugin process after the workload (goal <= 45 MB), and its CPU use while idle
    (no busy polling: inotify and netlink wake it only on changes).
 
 Run: .venv/bin/python bench/bench_device_plugin.py
@@ -16,16 +19,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import socket
-import stat
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +38,19 @@ import grpc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from device_plugin.host_usage import CHECKPOINT_NAME  # noqa: E402
+from device_plugin.hostfiles import install  # noqa: E402
 from device_plugin.v1beta1 import api_pb2 as pb  # noqa: E402
 from device_plugin.v1beta1 import api_pb2_grpc as pb_grpc  # noqa: E402
+from tests.device_plugin.fake_kubelet import FakeKubelet  # noqa: E402
 
-CALLS = 3000
-WARMUP = 300
-RESTARTS = 30
+CALLS = 10000
+WARMUP = 500
+CRASH_LOOPS = 100
 MAX_PODS = 100
 IDLE_SECONDS = 5.0
 # The libraries the plugin process loads, in import order, for the memory floor of a bare interpreter.
-FLOOR_IMPORTS = ("asyncio", "grpc", "pydantic.main", "prometheus_client", "pyroute2")
+FLOOR_IMPORTS = ("asyncio", "grpc", "google.protobuf")
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -60,75 +67,21 @@ def run_client(socket_path: str) -> None:
     for _ in range(WARMUP):
         stub.GetDevicePluginOptions(empty)
         stub.Allocate(allocate)
-    empty_times, allocate_times = [], []
-    for _ in range(CALLS):
-        start = time.perf_counter()
-        stub.GetDevicePluginOptions(empty)
-        empty_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        response = stub.Allocate(allocate)
-        allocate_times.append(time.perf_counter() - start)
+    empty_times: list[float] = []
+    allocate_times: list[float] = []
+    for call in range(CALLS):
+        # Alternate which of the pair goes first, so that neither always follows the other.
+        for kind in ("empty", "allocate") if call % 2 == 0 else ("allocate", "empty"):
+            start = time.perf_counter()
+            if kind == "empty":
+                stub.GetDevicePluginOptions(empty)
+                empty_times.append(time.perf_counter() - start)
+            else:
+                response = stub.Allocate(allocate)
+                allocate_times.append(time.perf_counter() - start)
     assert len(response.container_responses[0].mounts) == 4
     channel.close()
     print(json.dumps({"empty": _percentiles(empty_times), "allocate": _percentiles(allocate_times)}))
-
-
-class Kubelet(pb_grpc.RegistrationServicer):
-    """Just enough kubelet: Register dials the plugin back and keeps a ListAndWatch stream open."""
-
-    def __init__(self, directory: str) -> None:
-        self.directory = directory
-        self.registrations = 0
-        self.lists = 0
-        self._server: grpc.aio.Server | None = None
-        self._channels: list[grpc.aio.Channel] = []
-        self._streams: list[asyncio.Task[None]] = []
-
-    async def start(self) -> None:
-        self._server = grpc.aio.server()
-        pb_grpc.add_RegistrationServicer_to_server(self, self._server)
-        self._server.add_insecure_port(f"unix:{self.directory}/kubelet.sock")
-        await self._server.start()
-
-    async def stop(self) -> None:
-        for task in self._streams:
-            task.cancel()
-        await asyncio.gather(*self._streams, return_exceptions=True)
-        for channel in self._channels:
-            await channel.close()
-        self._streams.clear()
-        self._channels.clear()
-        if self._server is not None:
-            await self._server.stop(None)
-
-    async def restart(self) -> None:
-        await self.stop()
-        for name in os.listdir(self.directory):
-            path = os.path.join(self.directory, name)
-            try:
-                if stat.S_ISSOCK(os.lstat(path).st_mode):
-                    os.unlink(path)
-            except FileNotFoundError:
-                pass
-        await self.start()
-
-    async def Register(
-        self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext[pb.RegisterRequest, pb.Empty]
-    ) -> pb.Empty:
-        channel = grpc.aio.insecure_channel(f"unix:{self.directory}/{request.endpoint}")
-        self._channels.append(channel)
-        stub = pb_grpc.DevicePluginStub(channel)
-        await stub.GetDevicePluginOptions(pb.Empty(), timeout=10, wait_for_ready=True)
-        self.registrations += 1
-        self._streams.append(asyncio.create_task(self._watch(stub)))
-        return pb.Empty()
-
-    async def _watch(self, stub: pb_grpc.DevicePluginAsyncStub) -> None:
-        try:
-            async for _ in stub.ListAndWatch(pb.Empty()):
-                self.lists += 1
-        except grpc.aio.AioRpcError:
-            pass
 
 
 async def _until(predicate: Any, deadline: float) -> None:
@@ -159,6 +112,10 @@ def _scrape(port: int) -> str:
         return str(response.read().decode())
 
 
+def _sample(exposition: str, series: str) -> float:
+    return next(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines() if line.startswith(series + " "))
+
+
 def import_floor() -> list[tuple[str, float]]:
     """VmRSS of a fresh interpreter after each library the plugin loads, cumulatively: the part of the
     plugin's memory that no plugin code can save."""
@@ -183,17 +140,39 @@ def _host_tree(root: str) -> dict[str, str]:
         os.makedirs(path)
     for node in ("onload", "onload_epoll", "sfc_char"):
         Path(paths["dev"], node).touch()
-    lib = Path(paths["onload"], "usr", "lib64")
+    lib = Path(root, "staging", "usr", "lib64")
     lib.mkdir(parents=True)
     for name in ("libonload.so", "libonload.so.1", "libonload_ext.so", "libonload_ext.so.1", "libc.so.6"):
         (lib / name).touch()
+    # Installed as the DaemonSet's init container does: a version directory behind a `usr` link.
+    install(os.path.join(root, "staging"), paths["onload"], os.path.join(paths["dp"], CHECKPOINT_NAME), "/proc")
     return paths
+
+
+async def _crash_loops(kubelet: FakeKubelet) -> list[float]:
+    """Seconds from the listen of each round's lasting kubelet until it holds the device list."""
+    chance = random.Random(20261203)
+    restarts = []
+    for _ in range(CRASH_LOOPS):
+        await kubelet.crash()
+        for _ in range(chance.randint(1, 3)):
+            await asyncio.sleep(chance.uniform(0, 0.02))  # gap before the next kubelet
+            await kubelet.start()
+            await asyncio.sleep(chance.uniform(0, 0.05))  # its lifetime
+            await kubelet.crash()
+        await asyncio.sleep(chance.uniform(0, 0.02))
+        await kubelet.start()
+        listening = time.perf_counter()
+        generation = kubelet.generation
+        await _until(lambda g=generation: kubelet.listed_generations[-1:] == [g], 10)
+        restarts.append(time.perf_counter() - listening)
+    return restarts
 
 
 async def run_benchmark() -> dict[str, Any]:
     root = tempfile.mkdtemp(prefix="dpbench-")
     paths = _host_tree(root)
-    kubelet = Kubelet(paths["dp"])
+    kubelet = FakeKubelet(paths["dp"])
     await kubelet.start()
     metrics_port = _free_port()
     plugin = await asyncio.create_subprocess_exec(
@@ -212,7 +191,7 @@ async def run_benchmark() -> dict[str, Any]:
         cwd=ROOT,
     )
     try:
-        await _until(lambda: kubelet.registrations == 1 and kubelet.lists == 1, 15)
+        await _until(lambda: len(kubelet.registrations) == 1 and len(kubelet.updates) == 1, 15)
         rss_idle = _memory_mb(plugin.pid)
         cpu_before = _cpu_seconds(plugin.pid)
         await asyncio.sleep(IDLE_SECONDS)
@@ -222,14 +201,11 @@ async def run_benchmark() -> dict[str, Any]:
         )
         out, _ = await client.communicate()
         latency = json.loads(out)
-        restarts = []
-        for count in range(2, RESTARTS + 2):
-            start = time.perf_counter()
-            await kubelet.restart()
-            await _until(lambda n=count: kubelet.registrations == n and kubelet.lists == n, 10)
-            restarts.append(time.perf_counter() - start)
+        restarts = await _crash_loops(kubelet)
         scraped = await asyncio.to_thread(_scrape, metrics_port)
-        assert f'onload_device_plugin_registrations_total{{result="ok"}} {RESTARTS + 1}.0' in scraped, scraped
+        # At least one accepted Register per lasting kubelet (the count of the others depends on timing).
+        accepted = _sample(scraped, 'onload_device_plugin_registrations_total{result="ok"}')
+        assert accepted >= CRASH_LOOPS + 1, scraped
         rss_after = _memory_mb(plugin.pid)
     finally:
         plugin.send_signal(signal.SIGTERM)
@@ -254,25 +230,29 @@ def main() -> None:
     empty_p50, empty_p99 = result["latency"]["empty"]
     alloc_p50, alloc_p99 = result["latency"]["allocate"]
     restarts = sorted(result["restarts"])
-    ratio = alloc_p50 / empty_p50
+    restart_p50, restart_p99 = _percentiles(restarts)
+    ratio = alloc_p99 / empty_p99
     print("## Device plugin\n")
-    print("Command: `.venv/bin/python bench/bench_device_plugin.py`\n")
+    print(f"Command: `.venv/bin/python bench/bench_device_plugin.py` (run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC)\n")
     print(
         f"Client and plugin are separate processes on one unix socket; {CALLS} interleaved calls each after "
-        f"{WARMUP} warm-up calls; {MAX_PODS} devices; Allocate resolves 4 library files and 3 device nodes.\n"
+        f"{WARMUP} warm-up calls; {MAX_PODS} devices; Allocate resolves 4 library files and 3 device nodes. "
+        f"Re-registration: {CRASH_LOOPS} rounds of 1 to 3 kubelets that die 0 to 50 ms after they listen (leaving "
+        "kubelet.sock behind), then one that stays, played by the tests' fake kubelet, which dials a registering "
+        "plugin back as the kubelet does (blocking for 10 s on a deleted socket).\n"
     )
     print("| Measurement | Result | Goal |")
     print("|---|---|---|")
     print(f"| Empty RPC (GetDevicePluginOptions) p50 / p99 | {empty_p50 * 1e6:.0f} µs / {empty_p99 * 1e6:.0f} µs | |")
     print(f"| Allocate p50 / p99 | {alloc_p50 * 1e6:.0f} µs / {alloc_p99 * 1e6:.0f} µs | |")
     print(
-        f"| Allocate / empty RPC, p50 (p99) | {ratio:.2f}x ({alloc_p99 / empty_p99:.2f}x) | "
-        f"≤ 1.5x: {'met' if ratio <= 1.5 else 'missed'} |"
+        f"| Allocate / empty RPC, p99 (p50) | {ratio:.2f}x ({alloc_p50 / empty_p50:.2f}x) | "
+        f"≤ 1.3x: {'met' if ratio <= 1.3 else 'missed'} |"
     )
     print(
-        f"| Re-registration after a kubelet restart, median / max of {len(restarts)} | "
-        f"{statistics.median(restarts) * 1e3:.0f} ms / {restarts[-1] * 1e3:.0f} ms | "
-        f"< 1 s: {'met' if restarts[-1] < 1 else 'missed'} |"
+        f"| Re-registration after a crash-looping kubelet, p50 / p99 / max of {len(restarts)} | "
+        f"{restart_p50 * 1e3:.0f} ms / {restart_p99 * 1e3:.0f} ms / {restarts[-1] * 1e3:.0f} ms | "
+        f"p99 < 50 ms: {'met' if restart_p99 < 0.05 else 'missed'} |"
     )
     print(
         f"| CPU while idle and registered, over {IDLE_SECONDS:.0f} s | {result['idle_cpu'] * 100:.2f} % of a core | |"
@@ -280,7 +260,7 @@ def main() -> None:
     idle, after = result["rss_idle"], result["rss_after"]
     print(
         f"| Plugin resident memory (VmRSS), idle / after the run | {idle['VmRSS']:.1f} MB / "
-        f"{after['VmRSS']:.1f} MB | < 60 MB: {'met' if after['VmRSS'] < 60 else 'missed'} |"
+        f"{after['VmRSS']:.1f} MB | ≤ 45 MB: {'met' if after['VmRSS'] <= 45 else 'missed'} |"
     )
     print(
         f"| of which anonymous / file-backed (shared library pages) | {after['RssAnon']:.1f} MB / "

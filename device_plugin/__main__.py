@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import sys
 
-from device_plugin.config import ConfigError, PluginConfig, load_plugin_config
+from device_plugin.config import PluginConfig, config_or_exit, load_plugin_config
+from device_plugin.lifecycle import DevicePluginService
 from device_plugin.logs import configure_logging
 from device_plugin.metrics import PluginMetrics
-from device_plugin.server import DevicePluginService
 
 log = logging.getLogger("device_plugin")
+
+PROC_ROOT = "/proc"
+"""The host's processes: the device-plugin pod runs with the host's PID namespace."""
 
 
 async def run_until_signalled(config: PluginConfig) -> int:
@@ -36,6 +40,8 @@ async def run_until_signalled(config: PluginConfig) -> int:
         service_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await service_task
+        if config.remove_unused_host_files:
+            remove_unused_host_files(config)
         return 0
     finally:
         stop_task.cancel()
@@ -44,14 +50,23 @@ async def run_until_signalled(config: PluginConfig) -> int:
             await http.wait_closed()
 
 
-def main() -> None:
+def remove_unused_host_files(config: PluginConfig) -> None:
+    """After the server stopped, so that no new answer can name a version: see ``device_plugin.hostfiles``."""
+    # Imported here: a running plugin never needs them.
+    from device_plugin.host_usage import CHECKPOINT_NAME
+    from device_plugin.hostfiles import remove_unused
+
+    checkpoint = os.path.join(config.device_plugin_path, CHECKPOINT_NAME)
     try:
-        config = load_plugin_config(sys.argv[1:], os.environ)
-    except ConfigError as exc:
-        print(f"onload-device-plugin: {exc}", file=sys.stderr)
-        sys.exit(2)
+        remove_unused(config.host_onload_path, checkpoint, PROC_ROOT)
+    except OSError as exc:
+        log.error("removing unused host files from %s failed: %s", config.host_onload_path, exc)
+
+
+def main() -> None:
+    config = config_or_exit(load_plugin_config, "onload-device-plugin")
     configure_logging(config.log_format, config.log_level)
-    log.info("starting", extra={"config": config.model_dump()})
+    log.info("starting", extra={"config": dataclasses.asdict(config)})
     sys.exit(asyncio.run(run_until_signalled(config)))
 
 

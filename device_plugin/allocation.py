@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import re
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +18,17 @@ from device_plugin.config import PluginConfig
 DEVICE_NODE_NAMES = ("onload", "onload_epoll", "sfc_char")
 DEVICE_PERMISSIONS = "mrw"
 LIBRARY_PREFIXES = ("libonload.so", "libonload_ext.so")
+HOST_USR_DIR = "usr"
 HOST_LIB_DIR = "usr/lib64"
 HOST_BIN_DIR = "usr/bin"
 ONLOAD_SCRIPT = "onload"
 
+INSTALLED_VERSION_PREFIX = ".onload-"
+"""Prefix of the version directories ``onload-host-files`` installs under the host directory."""
+
 CDI_VERSION = "0.5.0"
+"""The lowest CDI version with every field the spec uses (``deviceNodes[].hostPath`` came in 0.5.0), so that
+containerd 1.7 and CRI-O 1.27 read it as well as newer runtimes."""
 CDI_KIND = "amd.com/onload"
 CDI_DEVICE_NAME = "onload"
 CDI_QUALIFIED_NAME = f"{CDI_KIND}={CDI_DEVICE_NAME}"
@@ -35,7 +40,9 @@ def go_join(*parts: str) -> str:
     joined = "/".join(part for part in parts if part)
     if not joined:
         return ""
-    return posixpath.normpath(re.sub(r"/+", "/", joined))
+    cleaned = posixpath.normpath(joined)
+    # POSIX keeps a leading "//"; Go's Clean does not.
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
 
 
 @dataclass(frozen=True)
@@ -61,51 +68,78 @@ class ContainerEdits:
     envs: dict[str, str] = field(default_factory=dict)
 
 
-def existing_device_nodes(dev_root: str) -> tuple[DeviceNode, ...]:
-    """Onload device nodes present on the host; ``dev_root`` is where the host's /dev is visible."""
-    return tuple(
-        DeviceNode(host_path=f"/dev/{name}", container_path=f"/dev/{name}")
-        for name in DEVICE_NODE_NAMES
-        if os.path.exists(os.path.join(dev_root, name))
-    )
+def present_device_nodes(dev_root: str) -> tuple[str, ...]:
+    """Names of the Onload device nodes present on the host; ``dev_root`` is where the host's /dev is visible."""
+    return tuple(name for name in DEVICE_NODE_NAMES if os.path.exists(os.path.join(dev_root, name)))
 
 
-def library_mounts(config: PluginConfig) -> tuple[FileMount, ...]:
-    """Every file in the host library dir whose name starts with an Onload library name.
+def installed_root(host_onload_path: str) -> str:
+    """The directory of the version that ``usr`` links to right now, or the host directory itself when ``usr``
+    is not such a link (files put there another way). Read once per answer, so one answer names one version."""
+    try:
+        target = os.readlink(go_join(host_onload_path, HOST_USR_DIR))
+    except OSError:
+        return go_join(host_onload_path)
+    version, _, rest = target.partition("/")
+    if version.startswith(INSTALLED_VERSION_PREFIX) and rest == HOST_USR_DIR:
+        return go_join(host_onload_path, version)
+    return go_join(host_onload_path)
+
+
+def library_names(root: str) -> tuple[str, ...]:
+    """Every file in the library dir below ``root`` whose name starts with an Onload library name.
 
     Versioned names (``libonload.so.1``, ``libonload.so.1.2.3``) are included. Symbolic links to files count,
     because the container runtime resolves the host path when it bind-mounts it.
     """
-    host_dir = go_join(config.host_onload_path, HOST_LIB_DIR)
     try:
-        names = sorted(os.listdir(host_dir))
+        with os.scandir(go_join(root, HOST_LIB_DIR)) as entries:
+            return tuple(
+                sorted(entry.name for entry in entries if entry.name.startswith(LIBRARY_PREFIXES) and entry.is_file())
+            )
     except OSError:
         return ()
-    return tuple(
-        FileMount(
-            host_path=go_join(host_dir, name),
-            container_path=go_join(config.base_mount_path, config.lib_mount_path, name),
-        )
-        for name in names
-        if name.startswith(LIBRARY_PREFIXES) and os.path.isfile(os.path.join(host_dir, name))
-    )
+
+
+@dataclass(frozen=True)
+class HostFiles:
+    """What an answer depends on, as found on the host: compared, it tells whether an answer can be reused."""
+
+    root: str
+    """The installed version's directory (see :func:`installed_root`)."""
+    libraries: tuple[str, ...]
+    device_nodes: tuple[str, ...]
+
+
+def observe_host(config: PluginConfig) -> HostFiles:
+    root = installed_root(config.host_onload_path)
+    return HostFiles(root, library_names(root), present_device_nodes(config.dev_root))
 
 
 def preload_path(config: PluginConfig) -> str:
     return go_join(config.base_mount_path, config.lib_mount_path, LIBRARY_PREFIXES[0])
 
 
-def container_edits(config: PluginConfig) -> ContainerEdits:
-    mounts = list(library_mounts(config))
+def container_edits(config: PluginConfig, host: HostFiles | None = None) -> ContainerEdits:
+    """The edits for ``host`` (observed now when not given)."""
+    host = host or observe_host(config)
+    host_dir = go_join(host.root, HOST_LIB_DIR)
+    container_dir = go_join(config.base_mount_path, config.lib_mount_path)
+    # Entry names hold no "/", so joining them to clean directories keeps the paths clean.
+    mounts = [
+        FileMount(host_path=posixpath.join(host_dir, name), container_path=posixpath.join(container_dir, name))
+        for name in host.libraries
+    ]
     if config.mount_onload:
         mounts.append(
             FileMount(
-                host_path=go_join(config.host_onload_path, HOST_BIN_DIR, ONLOAD_SCRIPT),
+                host_path=go_join(host.root, HOST_BIN_DIR, ONLOAD_SCRIPT),
                 container_path=go_join(config.base_mount_path, config.bin_mount_path, ONLOAD_SCRIPT),
             )
         )
     envs = {"LD_PRELOAD": preload_path(config)} if config.set_preload else {}
-    return ContainerEdits(existing_device_nodes(config.dev_root), tuple(mounts), envs)
+    nodes = tuple(DeviceNode(host_path=f"/dev/{name}", container_path=f"/dev/{name}") for name in host.device_nodes)
+    return ContainerEdits(nodes, tuple(mounts), envs)
 
 
 def cdi_spec(edits: ContainerEdits) -> dict[str, Any]:

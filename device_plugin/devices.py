@@ -9,8 +9,10 @@ give a pod CPUs and a device on the same node as a NIC, and GetPreferredAllocati
 NICs whose NUMA node is unknown (``-1``, missing or unreadable) add no topology; with no known node the devices
 carry no topology at all, which the kubelet reads as "no preference".
 
-Health: every device is Healthy only while ``/dev/onload`` and ``/dev/onload_epoll`` exist and, when NICs are
-required, at least one Onload NIC is present. All devices change together because they share the same
+Health: every device is Healthy only while ``/dev/onload`` and ``/dev/onload_epoll`` exist, when NICs are
+required at least one Onload NIC is present, and, when the plugin was told which Onload version it serves, the
+loaded module does not report another one (``/sys/module/onload/version``): user space of one version with the
+kernel module of another must never reach a pod. All devices change together because they share the same
 kernel module and NICs.
 """
 
@@ -89,12 +91,28 @@ def onload_nodes_present(dev_root: str) -> bool:
     return all(os.path.exists(os.path.join(dev_root, name)) for name in REQUIRED_DEVICE_NODES)
 
 
+def loaded_module_version(sysfs_root: str) -> str | None:
+    """The version the loaded ``onload`` module reports, or None (not loaded, or too old to say)."""
+    text = read_text(os.path.join(sysfs_root, "module", "onload", "version"))
+    if text is None:
+        return None
+    return text.strip() or None
+
+
+def versions_match(expected: str, loaded: str) -> bool:
+    """True when one version is the other, or extends it by more dot-separated parts (``9.0.1`` and ``9.0.1.86``)."""
+    shorter, longer = sorted((expected.strip(), loaded.strip()), key=len)
+    return longer == shorter or longer.startswith(shorter + ".")
+
+
 def device_ids(count: int) -> list[str]:
     return [f"{DEVICE_ID_PREFIX}{index}" for index in range(count)]
 
 
-def build_devices(count: int, onload_loaded: bool, nics: Sequence[Nic], need_nic: bool) -> tuple[PluginDevice, ...]:
-    healthy = onload_loaded and (bool(nics) or not need_nic)
+def build_devices(
+    count: int, onload_loaded: bool, nics: Sequence[Nic], need_nic: bool, version_ok: bool = True
+) -> tuple[PluginDevice, ...]:
+    healthy = onload_loaded and (bool(nics) or not need_nic) and version_ok
     health = HEALTHY if healthy else UNHEALTHY
     nodes = sorted({nic.numa_node for nic in nics if nic.numa_node is not None})
     return tuple(

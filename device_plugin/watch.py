@@ -1,7 +1,8 @@
 """Wait for changes in a few directories without polling: Linux inotify through ctypes, driven by asyncio.
 
-inotify wakes the process only when a watched entry is created, deleted, renamed or has its attributes
-changed, so an idle plugin costs no CPU; there is no extra dependency. Where inotify cannot be used (no
+inotify wakes the process only when a watched entry is created, deleted or renamed, so an idle plugin costs
+no CPU; metadata changes (chmod, chown, xattrs, touch) are not watched, as they never mean that a file was
+replaced; there is no extra dependency. Where inotify cannot be used (no
 inotify support, a watched directory that does not exist yet, or was removed) :meth:`DirectoryWatch.wait`
 degrades to waking every ``poll_interval`` seconds so the caller's state check still runs.
 Callers always re-check the state they care about after a wake-up: events are hints, not facts.
@@ -19,7 +20,6 @@ from collections.abc import Iterable
 
 log = logging.getLogger(__name__)
 
-IN_ATTRIB = 0x00000004
 IN_MOVED_FROM = 0x00000040
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
@@ -32,7 +32,7 @@ IN_ONLYDIR = 0x01000000
 IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 
-_ENTRY_EVENTS = IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
+_ENTRY_EVENTS = IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
 _SELF_EVENTS = IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW | IN_IGNORED
 _EVENT_HEADER = struct.Struct("iIII")
 
@@ -60,6 +60,7 @@ class DirectoryWatch:
         self._names = {name.encode() for name in names} if names is not None else None
         self._poll_interval = poll_interval
         self._changed = asyncio.Event()
+        self._created: set[str] = set()
         self._watches: dict[int, str] = {}
         self._fd = -1
         if _LIBC is not None:
@@ -110,6 +111,13 @@ class DirectoryWatch:
                 self._watches.pop(wd, None)
             if mask & _SELF_EVENTS or self._names is None or name in self._names:
                 self._changed.set()
+                if mask & (IN_CREATE | IN_MOVED_TO):
+                    self._created.add(os.fsdecode(name))
+
+    def take_created(self) -> frozenset[str]:
+        """Names created or moved in since the last call; empty while polling (compare file identities then)."""
+        created, self._created = frozenset(self._created), set()
+        return created
 
     async def wait(self, at_most: float | None) -> bool:
         """Wait for a change or ``at_most`` seconds (None waits forever); True if a change was seen."""

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 
-from device_plugin.config import ConfigError, WorkerConfig, load_worker_config
+from device_plugin.config import WorkerConfig, config_or_exit, load_worker_config
 from device_plugin.cplane import (
     KNOWN_GOOD_RUNTIMES,
     SERVER_PARAMS_PARAMETER,
@@ -161,11 +161,7 @@ async def run_until_signalled(config: WorkerConfig) -> int:
 
 
 def main() -> None:
-    try:
-        config = load_worker_config(sys.argv[1:], os.environ)
-    except ConfigError as exc:
-        print(f"onload-worker: {exc}", file=sys.stderr)
-        sys.exit(2)
+    config = config_or_exit(load_worker_config, "onload-worker")
     configure_logging(config.log_format, config.log_level)
     sys.exit(asyncio.run(run_until_signalled(config)))
 

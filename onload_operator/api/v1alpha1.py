@@ -193,6 +193,14 @@ class DevicePluginSpec(ApiModel):
         description=f"Directory under baseMountPath where the Onload libraries are mounted (default "
         f"{DEFAULT_LIB_MOUNT_PATH}).",
     )
+    cdi: bool = Field(
+        default=False,
+        description="Also describe the Onload devices, mounts and environment in a CDI spec that the device "
+        "plugin writes to the host's /var/run/cdi, and name its CDI device in every allocation, beside the plain "
+        "devices, mounts and environment (kept so that a kubelet or runtime without CDI still works). CDI devices "
+        "reach the runtime where the kubelet's DevicePluginCDIDevices gate is on (Kubernetes 1.29 and later) and "
+        "the runtime has CDI enabled.",
+    )
     legacy_lib_mount_path: str | None = Field(
         default=None,
         alias="libMounthPath",

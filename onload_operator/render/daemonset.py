@@ -1,9 +1,12 @@
 """The device-plugin DaemonSets ``<name>-onload-dp-<revision>``, one per revision that nodes run.
 
 Same pod shape as the Go operator's single DaemonSet (OnDelete updates; host network, PID and IPC; an ``init``
-container copying the Onload user space to the host; the ``device-plugin`` and ``onload-worker`` containers; the
-same volumes, labels and flags), plus what it lacked: a gate-label affinity on the revision's value, tolerations,
-the ``system-node-critical`` priority, resource requests, probes and image pull secrets.
+container from the user image; the ``device-plugin`` and ``onload-worker`` containers; the same volumes, labels and
+flags), plus what it lacked: a gate-label affinity on the revision's value, tolerations, the
+``system-node-critical`` priority, resource requests, probes and image pull secrets. Unlike the Go operator's, it
+never removes the host's Onload files in a preStop (which runs on every pod termination, while workload containers
+may still need them): ``install-host-files`` installs them as a version of their own, and the plugin removes on
+stop only what no container on the node needs.
 """
 
 from __future__ import annotations
@@ -22,14 +25,19 @@ PLUGIN_METRICS_PORT = 9120
 HOST_DEV = "/host/dev"
 """Where both containers see the host's /dev: a privileged container's own /dev is a copy taken when it starts,
 so it would never show the Onload device nodes that the module creates later."""
+CDI_SPEC_DIR = "/var/run/cdi"
+"""Where the device plugin writes its CDI spec when ``devicePlugin.cdi`` is on: the runtimes' dynamic spec dir."""
 WORKER_DIR = "/mnt/onload"
 CP_SERVER_PATH = f"{WORKER_DIR}/sbin/onload_cp_server"
 DEFAULT_CP_SERVER_PARAMS = "-K"
 WORKER_VOLUME_SIZE = "8Mi"
 PRIORITY_CLASS = "system-node-critical"
 
+STAGING_DIR = "/staging"
+"""Where the user image's init container leaves its /opt/onload for ``onload-host-files install``."""
+
 INIT_SCRIPT = f"""set -e
-cp -TRv /opt/onload /host/onload
+cp -TRv /opt/onload {STAGING_DIR}
 mkdir -vp {WORKER_DIR}/sbin/
 cp -v /opt/onload/sbin/onload_cp_server {WORKER_DIR}/sbin/
 """
@@ -51,6 +59,17 @@ def device_plugin_args(onload: Onload) -> list[str]:
         f"-binMountPath={dp.bin_mount_path}",
         f"-libMountPath={dp.effective_lib_mount_path}",
     ]
+
+
+def device_plugin_env(onload: Onload) -> list[Manifest]:
+    """Settings passed in the environment: the Go project's plugin image rejects flags it does not know."""
+    env = [
+        {"name": "ONLOAD_DP_ONLOAD_VERSION", "value": onload.spec.onload.version},
+        {"name": "ONLOAD_DP_REMOVE_UNUSED_HOST_FILES", "value": "true"},
+    ]
+    if onload.spec.device_plugin.cdi:
+        env += [{"name": "ONLOAD_DP_CDI", "value": "true"}, {"name": "ONLOAD_DP_CDI_SPEC_DIR", "value": CDI_SPEC_DIR}]
+    return env
 
 
 def cp_server_params(onload: Onload) -> str:
@@ -81,11 +100,32 @@ def _init_container(onload: Onload) -> Manifest:
             "securityContext": {"privileged": True},
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
             "volumeMounts": [
-                {"name": "host-onload", "mountPath": "/host/onload"},
+                {"name": "onload-staging", "mountPath": STAGING_DIR},
                 {"name": "worker-volume", "mountPath": WORKER_DIR},
             ],
         },
         onload.spec.onload.image_pull_policy,
+    )
+
+
+def _install_container(onload: Onload, image: str) -> Manifest:
+    """Installs the staged files on the host as a new version beside the ones containers still use, recorded
+    in a manifest; the plugin removes, when it stops, only the recorded versions that no container needs."""
+    host_path = onload.spec.device_plugin.host_onload_path
+    return _pull_policy(
+        {
+            "name": "install-host-files",
+            "image": image,
+            "command": ["onload-host-files", "install", STAGING_DIR, host_path],
+            "securityContext": {"privileged": True},
+            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+            "volumeMounts": [
+                {"name": "onload-staging", "mountPath": STAGING_DIR, "readOnly": True},
+                {"name": "host-onload", "mountPath": host_path},
+                {"name": "kubelet-socket", "mountPath": KUBELET_SOCKET_DIR, "readOnly": True},
+            ],
+        },
+        onload.spec.device_plugin.image_pull_policy,
     )
 
 
@@ -96,14 +136,15 @@ def _device_plugin_container(onload: Onload, image: str) -> Manifest:
             "name": "device-plugin",
             "image": image,
             "args": [*device_plugin_args(onload), f"-devRoot={HOST_DEV}"],
+            "env": device_plugin_env(onload),
             "securityContext": {"privileged": True},
             "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             # Named for a PodMonitor; with hostNetwork it is a port of the node.
             "ports": [{"name": "metrics", "containerPort": PLUGIN_METRICS_PORT, "protocol": "TCP"}],
             "readinessProbe": {"exec": {"command": ["test", "-S", PLUGIN_SOCKET]}, "periodSeconds": 10},
-            # No liveness probe: a restart by the kubelet runs preStop, which removes the host's Onload files, and
-            # only the init container (which a container restart does not run) puts them back. The plugin exits
-            # on its own when it cannot serve, and an exit does not run preStop.
+            # No liveness probe: a restart by the kubelet stops the plugin with SIGTERM, after which it removes the
+            # host files no container needs, and only the init container (which a container restart does not run)
+            # installs them again. The plugin exits on its own when it cannot serve, and then removes nothing.
             "lifecycle": {
                 "postStart": {
                     "exec": {
@@ -113,12 +154,12 @@ def _device_plugin_container(onload: Onload, image: str) -> Manifest:
                         )
                     }
                 },
-                "preStop": {"exec": {"command": _shell(f"set -e; rm -r {shlex.quote(host_path)};")}},
             },
             "volumeMounts": [
                 {"name": "kubelet-socket", "mountPath": KUBELET_SOCKET_DIR},
                 {"name": "host-onload", "mountPath": host_path},
                 _host_dev_mount(),
+                *([{"name": "cdi-specs", "mountPath": CDI_SPEC_DIR}] if onload.spec.device_plugin.cdi else []),
             ],
         },
         onload.spec.device_plugin.image_pull_policy,
@@ -185,7 +226,7 @@ def device_plugin_daemonset(onload: Onload, revision: str, image: str) -> Manife
             *upgrade_tolerations(),
             {"key": names.RESOURCE_NAME, "operator": "Exists", "effect": "NoSchedule"},
         ],
-        "initContainers": [_init_container(onload)],
+        "initContainers": [_init_container(onload), _install_container(onload, image)],
         "containers": [_device_plugin_container(onload, image), _worker_container(onload, image)],
         "volumes": [
             {"name": "kubelet-socket", "hostPath": {"path": KUBELET_SOCKET_DIR, "type": "Directory"}},
@@ -194,9 +235,14 @@ def device_plugin_daemonset(onload: Onload, revision: str, image: str) -> Manife
                 "hostPath": {"path": spec.device_plugin.host_onload_path, "type": "DirectoryOrCreate"},
             },
             {"name": "worker-volume", "emptyDir": {"sizeLimit": WORKER_VOLUME_SIZE}},
+            {"name": "onload-staging", "emptyDir": {}},
             {"name": "host-dev", "hostPath": {"path": "/dev", "type": "Directory"}},
         ],
     }
+    if spec.device_plugin.cdi:
+        pod_spec["volumes"].append(
+            {"name": "cdi-specs", "hostPath": {"path": CDI_SPEC_DIR, "type": "DirectoryOrCreate"}}
+        )
     if spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": secret.name} for secret in spec.image_pull_secrets]
     return {

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from device_plugin.lifecycle import DevicePluginService
 from device_plugin.metrics import PluginMetrics
-from device_plugin.server import DevicePluginService
-from tests.device_plugin.dp_helpers import FakeKubelet, HostTree, StartPlugin
+from tests.device_plugin.dp_helpers import HostTree, StartPlugin
+from tests.device_plugin.fake_kubelet import FakeKubelet
 
 
 @pytest.fixture

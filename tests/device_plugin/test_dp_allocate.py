@@ -8,10 +8,12 @@ from typing import Any
 import grpc
 import pytest
 
-from device_plugin.allocation import CDI_SPEC_FILE, go_join
+from device_plugin.allocation import CDI_SPEC_FILE, CDI_VERSION, go_join
 from device_plugin.v1beta1 import api_pb2 as pb
 from device_plugin.v1beta1 import api_pb2_grpc as pb_grpc
-from tests.device_plugin.dp_helpers import FakeKubelet, HostTree, StartPlugin, read_json, wait_for
+from tests.device_plugin.cdi_rules import cdi_spec_problems
+from tests.device_plugin.dp_helpers import HostTree, StartPlugin, read_json, wait_for
+from tests.device_plugin.fake_kubelet import FakeKubelet
 
 
 async def _plugin_stub(kubelet: FakeKubelet, start_plugin: StartPlugin, **config: Any) -> pb_grpc.DevicePluginAsyncStub:
@@ -98,14 +100,22 @@ async def test_preload_with_custom_lib_path(host: HostTree, kubelet: FakeKubelet
     assert not container.devices
 
 
-async def test_libraries_are_resolved_at_allocate_time(
+async def test_libraries_and_device_nodes_are_resolved_at_allocate_time(
     host: HostTree, kubelet: FakeKubelet, start_plugin: StartPlugin
 ) -> None:
+    """Each Allocate looks at the host again: an answer is reused only while the host shows the same files."""
     stub = await _plugin_stub(kubelet, start_plugin)
-    assert not (await _allocate(stub, ["sfc-0"])).container_responses[0].mounts
+    first = (await _allocate(stub, ["sfc-0"])).container_responses[0]
+    assert not first.mounts
+    assert not first.devices
     host.install_userland(("libonload.so.9",))
     container = (await _allocate(stub, ["sfc-0"])).container_responses[0]
     assert [m.host_path for m in container.mounts] == [f"{host.onload}/usr/lib64/libonload.so.9"]
+    assert not container.devices
+    host.load_module()
+    container = (await _allocate(stub, ["sfc-0"])).container_responses[0]
+    assert [d.host_path for d in container.devices] == ["/dev/onload", "/dev/onload_epoll"]
+    assert (await _allocate(stub, ["sfc-1"])).container_responses[0] == container
 
 
 async def test_one_response_per_container_request(
@@ -127,28 +137,35 @@ async def test_unknown_device_ids_are_rejected(host: HostTree, kubelet: FakeKube
     assert "sfc-0 to sfc-1" in (raised.value.details() or "")
 
 
-async def test_cdi_mode_writes_a_spec_and_returns_only_cdi_names(
+async def test_cdi_mode_answers_the_cdi_name_and_the_plain_edits(
     host: HostTree, kubelet: FakeKubelet, start_plugin: StartPlugin
 ) -> None:
+    """A kubelet without DevicePluginCDIDevices, or a runtime without CDI, still gets devices, mounts and env."""
     host.load_module(with_sfc_char=True)
     host.install_userland()
     stub = await _plugin_stub(kubelet, start_plugin, cdi=True, mount_onload=True, set_preload=False)
     container = (await _allocate(stub, ["sfc-3"])).container_responses[0]
     assert [d.name for d in container.cdi_devices] == ["amd.com/onload=onload"]
-    assert not container.devices
-    assert not container.mounts
+    assert [d.host_path for d in container.devices] == ["/dev/onload", "/dev/onload_epoll", "/dev/sfc_char"]
+    assert set(_mounts(container)) == {
+        "/opt/onload/usr/lib64/libonload.so",
+        "/opt/onload/usr/lib64/libonload_ext.so",
+        "/opt/onload/usr/bin/onload",
+    }
     assert not container.envs
     spec = read_json(os.path.join(host.cdi, CDI_SPEC_FILE))
-    assert spec["cdiVersion"] == "0.5.0"
+    assert cdi_spec_problems(spec) == []
+    assert spec["cdiVersion"] == CDI_VERSION
     assert spec["kind"] == "amd.com/onload"
     [device] = spec["devices"]
     assert device["name"] == "onload"
     edits = device["containerEdits"]
-    assert [n["path"] for n in edits["deviceNodes"]] == ["/dev/onload", "/dev/onload_epoll", "/dev/sfc_char"]
-    assert {m["containerPath"] for m in edits["mounts"]} == {
-        "/opt/onload/usr/lib64/libonload.so",
-        "/opt/onload/usr/lib64/libonload_ext.so",
-        "/opt/onload/usr/bin/onload",
+    # The spec carries exactly the plain answer's edits.
+    assert [(n["hostPath"], n["path"]) for n in edits["deviceNodes"]] == [
+        (d.host_path, d.container_path) for d in container.devices
+    ]
+    assert {m["containerPath"]: m["hostPath"] for m in edits["mounts"]} == {
+        path: host_path for path, (host_path, _) in _mounts(container).items()
     }
     assert all("ro" in m["options"] for m in edits["mounts"])
     assert "env" not in edits
@@ -156,10 +173,32 @@ async def test_cdi_mode_writes_a_spec_and_returns_only_cdi_names(
     assert os.listdir(host.cdi) == [CDI_SPEC_FILE]
 
 
+def test_the_cdi_rules_catch_what_a_runtime_refuses() -> None:
+    """The rules the written spec is checked against reject fields newer than the declared version."""
+    edits = {"deviceNodes": [{"path": "/dev/onload", "hostPath": "/dev/onload"}]}
+    spec = {"cdiVersion": "0.5.0", "kind": "amd.com/onload", "devices": [{"name": "onload", "containerEdits": edits}]}
+    assert cdi_spec_problems(spec) == []
+    assert cdi_spec_problems({**spec, "cdiVersion": "0.4.0"}) == [
+        "devices[0].containerEdits.deviceNodes[0]: hostPath needs cdiVersion 0.5.0, the spec declares 0.4.0"
+    ]
+    assert cdi_spec_problems({**spec, "annotations": {"a": "b"}}) == [
+        "spec: annotations needs cdiVersion 0.6.0, the spec declares 0.5.0"
+    ]
+    assert cdi_spec_problems({**spec, "kind": "onload"}) == ["spec: kind 'onload' is not vendor/class"]
+    bad_env = {"name": "onload", "containerEdits": {"env": ["LD_PRELOAD"], "mounts": [{"hostPath": "/a"}]}}
+    assert cdi_spec_problems({**spec, "devices": [bad_env]}) == [
+        "devices[0].containerEdits.env[0]: not NAME=value",
+        "devices[0].containerEdits.mounts[0]: containerPath is required",
+    ]
+
+
 async def test_cdi_spec_carries_preload(host: HostTree, kubelet: FakeKubelet, start_plugin: StartPlugin) -> None:
     stub = await _plugin_stub(kubelet, start_plugin, cdi=True)
-    await _allocate(stub, ["sfc-0"])
-    edits = read_json(os.path.join(host.cdi, CDI_SPEC_FILE))["devices"][0]["containerEdits"]
+    container = (await _allocate(stub, ["sfc-0"])).container_responses[0]
+    assert dict(container.envs) == {"LD_PRELOAD": "/opt/onload/usr/lib64/libonload.so"}
+    spec = read_json(os.path.join(host.cdi, CDI_SPEC_FILE))
+    assert cdi_spec_problems(spec) == []
+    edits = spec["devices"][0]["containerEdits"]
     assert edits["env"] == ["LD_PRELOAD=/opt/onload/usr/lib64/libonload.so"]
     assert edits["deviceNodes"] == []
 

@@ -84,6 +84,14 @@ def test_bad_values_name_the_flag(args: list[str], env: dict[str, str], named: s
     assert named in str(raised.value)
 
 
+def test_served_onload_version_is_an_environment_variable_only() -> None:
+    """The Go project's plugin image rejects flags it does not know, so the operator passes it in the environment."""
+    assert load_plugin_config([], {}).onload_version == ""
+    assert load_plugin_config([], {"ONLOAD_DP_ONLOAD_VERSION": "9.0.1"}).onload_version == "9.0.1"
+    with pytest.raises(ConfigError, match="-onloadVersion"):
+        load_plugin_config(["-onloadVersion=9.0.1"], {})
+
+
 def test_preload_and_mount_onload_together_is_an_error() -> None:
     with pytest.raises(ConfigError, match="-setPreload and -mountOnload"):
         load_plugin_config(["-mountOnload=true"], {})

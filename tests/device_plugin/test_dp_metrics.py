@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+from prometheus_client.parser import text_string_to_metric_families as text_families
 
 from device_plugin.metrics import PluginMetrics
 
@@ -55,6 +57,32 @@ async def test_prometheus_gets_openmetrics_when_it_asks(endpoint: tuple[PluginMe
     assert status == "HTTP/1.1 200 OK"
     assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
     assert body.endswith(b"# EOF\n")
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+async def test_both_formats_parse_with_the_prometheus_parsers(
+    endpoint: tuple[PluginMetrics, int], openmetrics: bool
+) -> None:
+    """The plugin renders the exposition itself; the reference client library's parsers must read it back."""
+    metrics, port = endpoint
+    metrics.registrations.labels("ok").inc(3)
+    metrics.version_mismatch.labels('9.0"1\\x', "8.1\n2").set(1)
+    metrics.healthy_devices.set(4)
+    accept = b"Accept: application/openmetrics-text;version=1.0.0\r\n" if openmetrics else b""
+    _, _, body = await exchange(port, b"GET /metrics HTTP/1.1\r\n" + accept + b"\r\n")
+    parse = openmetrics_families if openmetrics else text_families
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in parse(body.decode())
+        for sample in family.samples
+    }
+    assert samples[("onload_device_plugin_registrations_total", (("result", "ok"),))] == 3
+    mismatch = (("expected", '9.0"1\\x'), ("loaded", "8.1\n2"))
+    assert samples[("onload_device_plugin_onload_version_mismatch", mismatch)] == 1
+    assert samples[("onload_device_plugin_healthy_devices", ())] == 4
+    assert samples[("process_resident_memory_bytes", ())] > 1e6
+    assert samples[("process_cpu_seconds_total", ())] > 0
+    assert metrics.registry.get_sample_value("onload_device_plugin_registrations_total", {"result": "ok"}) == 3
 
 
 async def test_head_has_the_headers_of_get_and_no_body(endpoint: tuple[PluginMetrics, int]) -> None:

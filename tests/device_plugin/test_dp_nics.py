@@ -1,5 +1,5 @@
 """NIC discovery end to end: the real plugin process runs in a network namespace of the test's own, veth links
-come and go there (created with pyroute2), and a temporary sysfs tree gives each interface's vendor, driver and
+come and go there (created with iproute2), and a temporary sysfs tree gives each interface's vendor, driver and
 NUMA node. The fake kubelet in the test process reaches the plugin through the shared unix-socket directory."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import pytest
 from device_plugin.v1beta1 import api_pb2 as pb
 from device_plugin.v1beta1 import api_pb2_grpc as pb_grpc
 from tests.device_plugin.dp_helpers import (
-    FakeKubelet,
     HostTree,
     change_links,
     start_plugin_process,
     stop_process,
     wait_for,
 )
+from tests.device_plugin.fake_kubelet import FakeKubelet
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import urllib.request
 
 from device_plugin.v1beta1 import api_pb2 as pb
 from device_plugin.v1beta1 import api_pb2_grpc as pb_grpc
-from tests.device_plugin.dp_helpers import FakeKubelet, HostTree, exists, start_plugin_process, stop_process, wait_for
+from tests.device_plugin.dp_helpers import HostTree, exists, start_plugin_process, stop_process, wait_for
+from tests.device_plugin.fake_kubelet import FakeKubelet
 
 
 def _free_port() -> int:

@@ -68,7 +68,8 @@ def test_v3_0_children_are_taken_over_and_the_daemonset_recreated_pods_first(
 
         ds = live_daemonset(cluster)
         init = ds["spec"]["template"]["spec"]["initContainers"]
-        assert [(c["name"], c["image"]) for c in init] == [("init", "onload-user:8.1.2.26")]
+        assert [c["name"] for c in init] == ["init", "install-host-files"]
+        assert init[0]["image"] == "onload-user:8.1.2.26"
         assert "onload-version" not in ds["metadata"]["labels"]
         module = cluster.module(NS, "onload-module")
         assert names.MANAGED_BY_LABEL in module["metadata"]["labels"]

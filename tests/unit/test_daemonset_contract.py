@@ -73,6 +73,24 @@ def test_device_plugin_container_args_parse_to_the_cr_settings(device_plugin: di
     ]
 
 
+@pytest.mark.parametrize("cdi", [False, True])
+def test_device_plugin_environment_parses_to_the_version_and_cdi_setting(cdi: bool) -> None:
+    plugin = containers(onload(cdi=cdi))["device-plugin"]
+    environment = {item["name"]: item["value"] for item in plugin["env"]}
+    config = load_plugin_config(plugin["args"], environment)
+    assert config.onload_version == "8.1.2.26"
+    assert config.cdi is cdi
+    mounts = {mount["mountPath"]: mount["name"] for mount in plugin["volumeMounts"]}
+    pod = daemonset_of(onload(cdi=cdi))["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    if cdi:
+        # The spec lands where the runtimes read dynamic CDI specs on the host.
+        assert volumes[mounts[config.cdi_spec_dir]]["hostPath"]["path"] == config.cdi_spec_dir == "/var/run/cdi"
+    else:
+        assert config.cdi_spec_dir not in mounts
+        assert "cdi-specs" not in volumes
+
+
 def test_worker_container_args_and_environment_parse() -> None:
     worker = containers(onload())["onload-worker"]
     assert worker["command"] == ["onload-worker"]

@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULE_OF = {
     "grpcio": "grpc",
     "protobuf": "google",
-    "pyroute2-minimal": "pyroute2",
     "prometheus-client": "prometheus_client",
 }
 

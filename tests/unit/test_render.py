@@ -94,7 +94,7 @@ def test_daemonset_keeps_the_go_shape_one_per_revision() -> None:
     assert pod["nodeSelector"] == {"node-role.kubernetes.io/worker": ""}
     term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
     assert term == {"matchExpressions": [{"key": "onload.amd.com/ns.onload", "operator": "In", "values": ["8.1.2.26"]}]}
-    assert [c["name"] for c in pod["initContainers"]] == ["init"]
+    assert [c["name"] for c in pod["initContainers"]] == ["init", "install-host-files"]
     assert [c["name"] for c in pod["containers"]] == ["device-plugin", "onload-worker"]
     assert {v["name"] for v in pod["volumes"]} >= {"kubelet-socket", "host-onload", "worker-volume"}
     assert pod["initContainers"][0]["image"] == "onload-user:8.1.2.26"
@@ -116,11 +116,21 @@ def test_daemonset_closes_the_go_gaps() -> None:
     assert "readinessProbe" in pod["containers"][1]
 
 
-def test_no_kubelet_restart_can_remove_the_host_onload_files() -> None:
-    """preStop removes hostOnloadPath and a container restart does not rerun the init container that fills it:
-    the kubelet must never restart a running container of the pod (no liveness or startup probe)."""
+def test_no_pod_termination_removes_host_files_a_container_needs() -> None:
+    """No preStop removes hostOnloadPath (it runs on every termination, while workloads may still use the files):
+    an init container installs them as a version of their own, and the plugin removes on stop only what no
+    container needs. A container restart does not rerun the init container, so the kubelet must never restart
+    a running container of the pod (no liveness or startup probe)."""
     pod = daemonset_of(onload())["spec"]["template"]["spec"]
-    assert "rm -r" in pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1]
+    host_path = "/opt/onload/"
+    install = pod["initContainers"][1]
+    assert install["image"] == IMAGE
+    assert install["command"] == ["onload-host-files", "install", "/staging", host_path]
+    assert {"name": "host-onload", "mountPath": host_path} in install["volumeMounts"]
+    assert "/host/onload" not in pod["initContainers"][0]["command"][-1]
+    plugin = pod["containers"][0]
+    assert "preStop" not in plugin["lifecycle"]
+    assert {"name": "ONLOAD_DP_REMOVE_UNUSED_HOST_FILES", "value": "true"} in plugin["env"]
     for container in pod["containers"]:
         assert "livenessProbe" not in container
         assert "startupProbe" not in container

@@ -59,7 +59,8 @@ def test_regexps_are_checked_with_re2() -> None:
     ],
 )
 def test_host_onload_path_must_be_a_dedicated_directory(path: str, safe: bool) -> None:
-    """The device plugin's preStop hook removes it: `/var` or a path with shell syntax must be refused."""
+    """The device plugin installs into it, removes from it and relabels it recursively in postStart: `/var` or a
+    path with shell syntax must be refused."""
     assert reasons(cr_body(devicePlugin={"hostOnloadPath": path})) == ([] if safe else [UNSAFE_HOST_PATH])
 
 
