@@ -12,9 +12,7 @@ import pytest
 
 @pytest.mark.parametrize("kubeconfig_args", [[], ["--kubeconfig", "missing-kubeconfig"]])
 def test_no_kubeconfig_is_a_clear_message(tmp_path: Path, kubeconfig_args: list[str]) -> None:
-    environ = {
-        key: value for key, value in os.environ.items() if key not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
-    }
+    environ = {key: value for key, value in os.environ.items() if key not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
     environ |= {"HOME": str(tmp_path), "DEVICE_PLUGIN_IMG": "example/device-plugin:1"}
     result = subprocess.run(
         [sys.executable, "-m", "onload_operator", "--liveness", "none", "--metrics-port", "-1", *kubeconfig_args],
