@@ -33,7 +33,8 @@ from tests.device_plugin.dp_helpers import FakeKubelet  # noqa: E402
 
 T = TypeVar("T")
 PYTHON = sys.executable
-NODES = "worker-[0-1]:labels=node-role.kubernetes.io/worker="
+# The kernel that the pre-built sample overlay has a module image for.
+NODES = "worker-[0-1]:kernel=4.18.0-372.49.1.el8_6.x86_64:labels=node-role.kubernetes.io/worker="
 SAMPLE = ROOT / "config" / "samples" / "onload" / "overlays" / "pre-built"
 OPERATOR_CONTAINER = "onload-image-check-operator"
 PLUGIN_CONTAINER = "onload-image-check-device-plugin"
@@ -71,7 +72,8 @@ def poll(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
         if value:
             return value
         if time.monotonic() > deadline:
-            raise SystemExit(f"FAILED: {what} within {timeout:.0f}s ({with_error or 'not yet'})")
+            logs = Path(tempfile.gettempdir())
+            raise SystemExit(f"FAILED: {what} within {timeout:.0f}s ({with_error or 'not yet'}; logs in {logs})")
         time.sleep(0.2)
 
 
@@ -194,12 +196,13 @@ async def check_device_plugin(device_image: str, work: Path) -> None:
             PLUGIN_CONTAINER,
             "--network", "none", "--read-only", "--cap-drop", "ALL",
             "-v", f"{directory}:/var/lib/kubelet/device-plugins", device_image,
-            f"-maxPods={MAX_PODS}", "-logFormat=plain",
+            f"-maxPods={MAX_PODS}", "-logFormat=text",
         ):  # fmt: skip
             deadline = time.monotonic() + 60
             while not (kubelet.registrations and len(kubelet.latest) == MAX_PODS):
                 if time.monotonic() > deadline:
-                    raise SystemExit("FAILED: the device plugin did not register within 60s")
+                    log = Path(tempfile.gettempdir(), f"{PLUGIN_CONTAINER}.log")
+                    raise SystemExit(f"FAILED: the device plugin did not register within 60s (its log: {log})")
                 await asyncio.sleep(0.2)
             registration = kubelet.registrations[-1]
             ok(
