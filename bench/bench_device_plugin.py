@@ -43,7 +43,7 @@ RESTARTS = 30
 MAX_PODS = 100
 IDLE_SECONDS = 5.0
 # The libraries the plugin process loads, in import order, for the memory floor of a bare interpreter.
-FLOOR_IMPORTS = ("asyncio", "grpc", "pydantic.main", "prometheus_client", "pyroute2")
+FLOOR_IMPORTS = ("asyncio", "grpc", "prometheus_client", "pyroute2")
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -51,7 +52,7 @@ def main() -> None:
         print(f"onload-device-plugin: {exc}", file=sys.stderr)
         sys.exit(2)
     configure_logging(config.log_format, config.log_level)
-    log.info("starting", extra={"config": config.model_dump()})
+    log.info("starting", extra={"config": dataclasses.asdict(config)})
     sys.exit(asyncio.run(run_until_signalled(config)))
 
 

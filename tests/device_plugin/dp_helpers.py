@@ -91,7 +91,7 @@ class HostTree:
             "max_pods": 4,
         }
         values.update(overrides)
-        return PluginConfig.model_validate(values)
+        return PluginConfig(**values)
 
 
 async def wait_for(predicate: Callable[[], bool], deadline: float = 5.0, message: str = "condition") -> float:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from device_plugin.config import ConfigError, load_plugin_config, load_worker_config, parse_go_bool
+from device_plugin.config import ConfigError, PluginConfig, load_plugin_config, load_worker_config, parse_go_bool
 
 
 def test_defaults_match_the_go_plugin() -> None:
@@ -104,3 +106,22 @@ def test_worker_reads_the_go_environment() -> None:
     assert config.crictl_path == "/usr/local/bin/crictl"
     with pytest.raises(ConfigError, match="-containerIdSource"):
         load_worker_config(["-containerIdSource=guess"], {})
+
+
+def test_every_bad_value_is_reported_at_once_with_its_reason() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_plugin_config(["-maxPods=ten", "-metricsPort=70000", "-logFormat=xml"], {})
+    assert str(raised.value) == (
+        "invalid value 'ten' for -maxPods: must be an integer; "
+        "invalid value '70000' for -metricsPort: must be between 0 and 65535; "
+        "invalid value 'xml' for -logFormat: must be one of json, text"
+    )
+
+
+def test_a_configuration_built_in_code_is_checked_and_frozen() -> None:
+    config = PluginConfig(max_pods=" 7 ", need_nic="f")  # type: ignore[arg-type]
+    assert (config.max_pods, config.need_nic) == (7, False)
+    with pytest.raises(ValueError, match="must be an absolute path"):
+        PluginConfig(dev_root="dev")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.max_pods = 3  # type: ignore[misc]
