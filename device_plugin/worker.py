@@ -33,6 +33,7 @@ from device_plugin.cplane import (
 )
 from device_plugin.hostfs import read_text
 from device_plugin.logs import configure_logging
+from device_plugin.podapi import ApiConfigError, ApiEndpoint, default_endpoint, read_pod
 from device_plugin.watch import DirectoryWatch
 
 log = logging.getLogger("onload_worker")
@@ -43,19 +44,17 @@ RETRY_INTERVAL = 1.0
 API_BACKOFF_MAX = 5.0
 
 
-def _pod_container_states(config: WorkerConfig) -> list[ContainerState]:
-    from kubernetes import client
-
-    pod = client.CoreV1Api().read_namespaced_pod(config.pod_name, config.pod_namespace)
+def _pod_container_states(endpoint: ApiEndpoint, config: WorkerConfig) -> list[ContainerState]:
+    pod = read_pod(endpoint, config.pod_namespace, config.pod_name)
     return [
         ContainerState(
-            name=status.name,
-            container_id=status.container_id or "",
-            ready=bool(status.ready),
-            started=bool(status.started),
-            running=status.state is not None and status.state.running is not None,
+            name=status.get("name", ""),
+            container_id=status.get("containerID") or "",
+            ready=bool(status.get("ready")),
+            started=bool(status.get("started")),
+            running=bool((status.get("state") or {}).get("running")),
         )
-        for status in ((pod.status and pod.status.container_statuses) or [])
+        for status in (pod.get("status") or {}).get("containerStatuses") or []
     ]
 
 
@@ -63,17 +62,16 @@ async def _container_id_from_api(config: WorkerConfig) -> ContainerId:
     """Poll our pod until the worker container is ready, started and running (like the Go worker)."""
     if not config.pod_name or not config.pod_namespace:
         raise ContainerIdError("POD_NAME and POD_NAMESPACE are needed to read the container id from the API")
-    from kubernetes import config as kube_config
-
     try:
-        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except kube_config.ConfigException:
-        # Outside a cluster (development): $KUBECONFIG, read now rather than when the client was imported.
-        kube_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
+        endpoint = default_endpoint()
+    except ApiConfigError as exc:
+        raise ContainerIdError(str(exc)) from exc
     delay = 0.1
     while True:
         try:
-            found = running_container_id(await asyncio.to_thread(_pod_container_states, config), config.container_name)
+            found = running_container_id(
+                await asyncio.to_thread(_pod_container_states, endpoint, config), config.container_name
+            )
         except ContainerIdError:
             raise
         except Exception as exc:  # the API may be briefly unreachable; keep trying

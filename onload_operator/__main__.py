@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 import kopf
+from kubernetes.config import ConfigException
 
 from onload_operator.config import OperatorConfig
 from onload_operator.runtime import run_operator
@@ -74,7 +75,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         resync_seconds=args.resync_seconds,
         recheck_seconds=args.recheck_seconds,
     )
-    asyncio.run(run_operator(config))
+    try:
+        asyncio.run(run_operator(config))
+    except ConfigException as exc:
+        print(
+            f"onload-operator: no Kubernetes API to connect to ({exc}); run it in a pod with a service account, "
+            "or give a kubeconfig with --kubeconfig or KUBECONFIG",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

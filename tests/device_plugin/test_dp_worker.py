@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from kubernetes import client as kube_client
 
 from device_plugin.config import load_worker_config
 from device_plugin.cplane import (
@@ -191,6 +190,7 @@ async def test_container_id_from_the_kubernetes_api(
         polls += 1
         assert request.match_info["namespace"] == "onload-system"
         assert request.match_info["name"] == "dp-x1"
+        assert request.headers["Authorization"] == "Bearer t"
         status = {
             "name": "onload-worker",
             "containerID": f"cri-o://{ID}",
@@ -224,8 +224,6 @@ async def test_container_id_from_the_kubernetes_api(
         "users: [{name: u, user: {token: t}}]\n"
         "contexts: [{name: t, context: {cluster: c, user: u}}]\n"
     )
-    # load_kube_config changes the official client's process-wide default; put it back afterwards.
-    saved = kube_client.Configuration.get_default_copy()
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     try:
@@ -235,7 +233,6 @@ async def test_container_id_from_the_kubernetes_api(
         assert await find_container_id(config) == ContainerId("cri-o", ID)
         assert polls == 3
     finally:
-        kube_client.Configuration.set_default(saved)
         await runner.cleanup()
 
 
