@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+UPGRADE_STATES = {
+    "done": "done",
+    "in_progress": "inProgress",
+    "failed": "failed",
+    "skipped": "skipped",
+    "pending": "pending",
+}
+"""Metric label → key of ``status.upgrade``."""
 
 
 class OperatorMetrics:
@@ -49,6 +60,18 @@ class OperatorMetrics:
             registry=self.registry,
         )
 
+        self.upgrade_nodes = Gauge(
+            "onload_operator_upgrade_nodes",
+            "Selected nodes of an Onload CR by rollout state (done, in_progress, failed, skipped, pending)",
+            ["namespace", "name", "state"],
+            registry=self.registry,
+        )
+
+    def record_upgrade(self, namespace: str, name: str, upgrade: Mapping[str, Any]) -> None:
+        """The counts of ``status.upgrade``."""
+        for state, key in UPGRADE_STATES.items():
+            self.upgrade_nodes.labels(namespace, name, state).set(int(upgrade.get(key) or 0))
+
     def record_nodes(self, namespace: str, name: str, counts: dict[str, int], ready: bool) -> None:
         for stage, value in counts.items():
             self.nodes.labels(namespace, name, stage).set(value)
@@ -61,3 +84,6 @@ class OperatorMetrics:
                 self.nodes.remove(namespace, name, stage)
         with contextlib.suppress(KeyError):
             self.ready.remove(namespace, name)
+        for state in UPGRADE_STATES:
+            with contextlib.suppress(KeyError):
+                self.upgrade_nodes.remove(namespace, name, state)

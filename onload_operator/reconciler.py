@@ -259,6 +259,8 @@ def _record(context: OperatorContext, key: CrKey, current: Mapping[str, Any] | N
     }
     status = result.status if result.status is not None else current
     context.metrics.record_nodes(*key, counts, condition_of(status, READY).get("status") == "True")
+    if obs.upgrade is not None:
+        context.metrics.record_upgrade(*key, obs.upgrade)
     outcome = "invalid" if obs.problems else "changed" if writes else "converged"
     context.metrics.reconciles.labels(outcome).inc()
 

@@ -3,6 +3,7 @@ failures, pauses, rollbacks and API errors."""
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,9 @@ def test_a_version_change_moves_every_node_with_no_skew_and_one_eviction_per_pod
     assert five.daemonset(NS, names.device_plugin_revision_name(NAME, NEW)) is not None
     ready = five.wait_ready(NS, NAME, selected=5, devicePluginReady=5)
     assert ready["status"]["version"] == NEW
+    assert five.operator is not None
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{five.operator.metrics_port}/metrics", timeout=5).read()
+    assert b'onload_operator_upgrade_nodes{name="onload",namespace="onload",state="done"} 5.0' in metrics
     reasons = [e.reason for e in five.events(NS, NAME)]
     assert reasons.count("NodeUpgraded") == 5
     node_events = [e for e in five.core.list_event_for_all_namespaces().items if e.involved_object.kind == "Node"]
