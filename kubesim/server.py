@@ -15,13 +15,14 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kubesim import openapi, tables
+from kubesim import kinds, openapi, tables
 from kubesim.errors import ApiError, bad_request, not_found
+from kubesim.listoptions import check_list_options
 from kubesim.patch import copy_object
 from kubesim.resources import ResourceType, field_labels
-from kubesim.schema import unknown_fields
 from kubesim.selectors import ObjectPredicate, field_selector_labels, object_matcher
 from kubesim.store import PATCH_APPLY, PATCH_TYPES, DeleteOptions, Store
+from kubesim.validation import FieldValidation
 
 JsonObject = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -382,6 +383,8 @@ class ApiServer:
             raise injected
         raw = await request.read()
         query = request.query
+        if verb in ("list", "watch"):
+            check_list_options(query, watch=verb == "watch")
         if verb == "get":
             return self._get(request, target)
         if verb == "list":
@@ -394,16 +397,25 @@ class ApiServer:
         return self._write(request, target, verb, raw)
 
     def _write(self, request: web.Request, target: Target, verb: str, raw: bytes) -> web.Response:
+        field_validation = FieldValidation.from_query(request.query.get("fieldValidation"))
+        response = self._write_with(request, target, verb, raw, field_validation)
+        for warning in field_validation.warnings:
+            response.headers.add("Warning", '299 - "' + warning.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        return response
+
+    def _write_with(
+        self, request: web.Request, target: Target, verb: str, raw: bytes, field_validation: FieldValidation
+    ) -> web.Response:
         query = request.query
         dry_run = query.get("dryRun") == "All"
         content_type = request.content_type
         resource_type = target.resource_type
         if verb == "create":
-            return self._create(request, target, _body(raw, content_type), dry_run)
+            return self._create(request, target, _body(raw, content_type), dry_run, field_validation)
         assert target.name is not None
         if verb == "update":
             body = _body(raw, content_type)
-            return json_response(self._update(target, body, dry_run, request))
+            return json_response(self._update(target, body, dry_run, request, field_validation))
         if verb == "patch":
             if content_type not in PATCH_TYPES:
                 raise ApiError(
@@ -424,11 +436,16 @@ class ApiServer:
                 field_manager=query.get("fieldManager") if content_type == PATCH_APPLY else _field_manager(request),
                 force=_flag(query.get("force")),
                 dry_run=dry_run,
+                field_validation=None if content_type == PATCH_APPLY else field_validation,
             )
             return json_response(patched, 200 if existed else 201)
         options = DeleteOptions.from_body(_body(raw, "application/json"), dry_run=dry_run)
         options = self._delete_query_options(options, query)
-        return json_response(self.store.delete_raw(resource_type, target.namespace, target.name, options))
+        result = self.store.delete_raw(resource_type, target.namespace, target.name, options)
+        remaining = self.store.get_raw(resource_type, target.namespace, target.name)
+        if remaining is not None and remaining["metadata"]["uid"] == result["metadata"]["uid"]:
+            return json_response(result)  # terminating: finalizers or a graceful pod deletion hold it
+        return json_response(kinds.deleted_status(resource_type.key, resource_type.group, resource_type.plural, result))
 
     @staticmethod
     def _delete_query_options(options: DeleteOptions, query: Any) -> DeleteOptions:
@@ -456,15 +473,9 @@ class ApiServer:
             meta["namespace"] = target.namespace
         return body
 
-    def _check_field_validation(self, target: Target, body: JsonObject, directive: str | None) -> None:
-        schema = target.resource_type.schema
-        if directive != "Strict" or schema is None:
-            return
-        unknown = unknown_fields(schema, body)
-        if unknown:
-            raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{f}"' for f in unknown))
-
-    def _create(self, request: web.Request, target: Target, body: Any, dry_run: bool) -> web.Response:
+    def _create(
+        self, request: web.Request, target: Target, body: Any, dry_run: bool, field_validation: FieldValidation
+    ) -> web.Response:
         if target.name is not None:
             if target.subresource == "eviction":
                 return self._evict(target, body, dry_run)
@@ -474,13 +485,18 @@ class ApiServer:
         if target.resource_type.namespaced and target.namespace is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         body = self._namespaced_body(target, body)
-        self._check_field_validation(target, body, request.query.get("fieldValidation"))
         created = self.store.create_raw(
-            target.resource_type, body, dry_run=dry_run, field_manager=_field_manager(request)
+            target.resource_type,
+            body,
+            dry_run=dry_run,
+            field_manager=_field_manager(request),
+            field_validation=field_validation,
         )
         return json_response(created, 201)
 
-    def _update(self, target: Target, body: Any, dry_run: bool, request: web.Request) -> JsonObject:
+    def _update(
+        self, target: Target, body: Any, dry_run: bool, request: web.Request, field_validation: FieldValidation
+    ) -> JsonObject:
         body = self._namespaced_body(target, body)
         assert target.name is not None
         if body["metadata"].get("name") not in (None, target.name):
@@ -491,7 +507,6 @@ class ApiServer:
         body["metadata"]["name"] = target.name
         if target.subresource == "finalize":
             return self._finalize_namespace(target, body)
-        self._check_field_validation(target, body, request.query.get("fieldValidation"))
         return self.store.update_raw(
             target.resource_type,
             body,
@@ -499,6 +514,7 @@ class ApiServer:
             dry_run=dry_run,
             require_resource_version=not target.resource_type.builtin,
             field_manager=_field_manager(request),
+            field_validation=field_validation,
         )
 
     def _finalize_namespace(self, target: Target, body: JsonObject) -> JsonObject:
@@ -753,16 +769,17 @@ class _WatchFilter:
         self.predicate = predicate
         # With ``as=Table`` (kubectl get --watch) each event carries a one-row Table; the value is includeObject.
         self.table_rows = table_rows
-        self.matching: set[tuple[str, str]] = set()
+        # The objects that match, as they last matched (stored objects, never mutated).
+        self.matching: dict[tuple[str, str], JsonObject] = {}
         if predicate is not None:
             for obj in store.iter_raw(target.resource_type, target.namespace, predicate):
-                self.matching.add((obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
+                self.matching[(obj["metadata"].get("namespace", ""), obj["metadata"]["name"])] = obj
 
     def forget_added(self, events: list[tuple[str, JsonObject]]) -> None:
         """Objects added after a replayed resourceVersion did not exist at that version."""
         for kind, obj in events:
             if kind == "ADDED":
-                self.matching.discard((obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
+                self.matching.pop((obj["metadata"].get("namespace", ""), obj["metadata"]["name"]), None)
 
     def line(self, kind: str, obj: JsonObject, *, listed: bool) -> bytes | None:
         """The watch line for a change, or None when this watch does not see it.
@@ -776,19 +793,20 @@ class _WatchFilter:
         if self.predicate is not None and not listed:
             key = (meta.get("namespace", ""), meta["name"])
             matches = self.predicate(obj)
-            was_matching = key in self.matching
-            if kind == "DELETED":
-                self.matching.discard(key)
-                if not (matches or was_matching):
-                    return None
-            elif matches:
-                self.matching.add(key)
-                kind = "ADDED" if kind == "ADDED" or not was_matching else "MODIFIED"
-            elif was_matching:
-                self.matching.discard(key)
-                kind = "DELETED"
-            else:
+            last_match = self.matching.pop(key, None)
+            if matches and kind != "DELETED":
+                self.matching[key] = obj
+                kind = "ADDED" if kind == "ADDED" or last_match is None else "MODIFIED"
+            elif last_match is None and not matches:
                 return None
+            else:
+                kind = "DELETED"
+                if last_match is not None and not matches:
+                    # As the watch cache does: the object as it last matched, at the version of this change.
+                    obj = {
+                        **last_match,
+                        "metadata": {**last_match["metadata"], "resourceVersion": meta["resourceVersion"]},
+                    }
         presented = self.store.present(self.target.resource_type, obj)
         if self.table_rows is not None:
             presented = tables.table(

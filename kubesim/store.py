@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
-from kubesim import apply, cel, kinds, schema
+from kubesim import apply, kinds, schema, validation
 from kubesim.errors import ApiError, already_exists, bad_request, conflict, gone, invalid, not_found
 from kubesim.objectstore import WatchEvent
 from kubesim.patch import copy_object, json_patch, merge_patch, strategic_merge_patch
 from kubesim.resources import BUILTIN_RESOURCES, ResourceType, resource_types_from_crd
 from kubesim.selectors import ObjectPredicate, label_selector_matcher, object_matcher
+from kubesim.validation import FieldValidation
 
 JsonObject = dict[str, Any]
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
@@ -66,6 +67,12 @@ def _meta(obj: JsonObject) -> JsonObject:
 
 def _owner_uids(obj: JsonObject) -> set[str]:
     return {ref["uid"] for ref in obj.get("metadata", {}).get("ownerReferences") or [] if "uid" in ref}
+
+
+def _list_types(resource_type: ResourceType) -> apply.ListTypes:
+    if resource_type.builtin:
+        return apply.BUILTIN_LISTS
+    return apply.SchemaListTypes(resource_type.schema or {})
 
 
 def is_pod_ready(pod: JsonObject) -> bool:
@@ -388,17 +395,37 @@ class Store:
     # --- create --------------------------------------------------------------------------------------
 
     def _check_kind(self, resource_type: ResourceType, obj: JsonObject) -> None:
+        """An apiVersion other than the URL's is a decoding error (400); so is another kind of a built-in kind,
+        while a custom resource of another kind fails validation (422), as in apiextensions' strategy."""
         kind = obj.get("kind")
         api_version = obj.get("apiVersion")
-        if (kind and kind != resource_type.kind) or (api_version and api_version != resource_type.api_version):
+        if api_version and api_version != resource_type.api_version:
             raise bad_request(
                 f"the API version in the data ({api_version}) does not match the expected API version "
                 f"({resource_type.api_version})"
-                if api_version != resource_type.api_version
-                else f"the kind in the data ({kind}) does not match the expected kind ({resource_type.kind})"
             )
+        if kind and kind != resource_type.kind:
+            if resource_type.builtin:
+                raise bad_request(
+                    f"the kind in the data ({kind}) does not match the expected kind ({resource_type.kind})"
+                )
+            name = (obj.get("metadata") or {}).get("name", "")
+            cause = {"reason": "FieldValueInvalid", "message": f'Invalid value: "{kind}": must be {resource_type.kind}'}
+            raise invalid(str(kind), name, resource_type.group, [{**cause, "field": "kind"}])
         obj["kind"] = resource_type.kind
         obj["apiVersion"] = resource_type.api_version
+
+    def _check_crd_not_terminating(self, resource_type: ResourceType, meta: JsonObject) -> None:
+        """No new custom resources while their CRD is being deleted (apiextensions' create strategy)."""
+        if resource_type.builtin:
+            return
+        crd = self.get_raw(self._types[CRD_RESOURCE], None, f"{resource_type.plural}.{resource_type.group}")
+        if crd is not None and "deletionTimestamp" in crd["metadata"]:
+            raise kinds.forbid(
+                f'{resource_type.group_resource} "{meta.get("name", "")}" is forbidden: '
+                "create not allowed while custom resource definition is terminating",
+                {"name": meta.get("name", ""), "group": resource_type.group, "kind": resource_type.plural},
+            )
 
     def _check_namespace(self, resource_type: ResourceType, meta: JsonObject) -> None:
         if not resource_type.namespaced:
@@ -435,32 +462,41 @@ class Store:
             )
         meta["name"] = prefix + "".join(random.choices(_NAME_SUFFIX_ALPHABET, k=5))
 
+    def _decode(self, resource_type: ResourceType, obj: JsonObject, field_validation: FieldValidation | None) -> None:
+        """Drop the fields the kind does not have, as decoding a request body does, and report them to
+        ``field_validation`` (writes that come over HTTP)."""
+        if resource_type.schema is not None:
+            unknown = validation.prune_custom_resource(resource_type.schema, obj)
+        else:
+            unknown = validation.prune_metadata(obj)
+        if field_validation is not None:
+            field_validation.report(resource_type.kind, resource_type.version, unknown)
+
     def _apply_schema(self, resource_type: ResourceType, obj: JsonObject, old: JsonObject | None = None) -> None:
         """Prune, default and validate (OpenAPI and CEL rules) a custom resource, or check a built-in kind."""
         kinds.validate_metadata(resource_type.kind, resource_type.group, obj)
         if resource_type.schema is not None:
             schema.prune(resource_type.schema, obj, root=True)
             schema.apply_defaults(resource_type.schema, obj)
-            causes = schema.validate(resource_type.schema, obj)
-            if not causes:
-                causes = [
-                    {"reason": "FieldValueInvalid", "field": path, "message": f'Invalid value: "object": {message}'}
-                    for path, message in cel.rule_violations(resource_type.schema, obj, old)
-                ]
+            causes = validation.custom_resource_causes(resource_type.schema, obj, old)
             if causes:
                 raise invalid(resource_type.kind, obj["metadata"]["name"], resource_type.group, causes)
         elif resource_type.builtin:
             kinds.validate_builtin(resource_type.key, resource_type.kind, resource_type.group, obj)
 
-    def prepare_create(self, resource_type: ResourceType, obj: JsonObject) -> JsonObject:
+    def prepare_create(
+        self, resource_type: ResourceType, obj: JsonObject, field_validation: FieldValidation | None = None
+    ) -> JsonObject:
         """The object a create would store, without storing it (used by create and dry runs)."""
         obj = copy_object(obj)
         if not isinstance(obj, dict):
             raise bad_request("the body of the request must be an object")
         self._check_kind(resource_type, obj)
+        self._decode(resource_type, obj, field_validation)
         meta = _meta(obj)
         self._generate_name(meta, resource_type)
         kinds.validate_name(resource_type.kind, resource_type.group, meta["name"])
+        self._check_crd_not_terminating(resource_type, meta)
         self._check_namespace(resource_type, meta)
         for transient in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(transient, None)
@@ -537,7 +573,7 @@ class Store:
     ) -> None:
         if field_manager:
             new["metadata"]["managedFields"] = apply.record_update(
-                old, new, field_manager, time=now_rfc3339(), subresource=subresource, keyed=resource_type.builtin
+                old, new, field_manager, time=now_rfc3339(), subresource=subresource, lists=_list_types(resource_type)
             )
 
     def create_raw(
@@ -547,8 +583,9 @@ class Store:
         *,
         dry_run: bool = False,
         field_manager: str | None = None,
+        field_validation: FieldValidation | None = None,
     ) -> JsonObject:
-        prepared = self.prepare_create(resource_type, obj)
+        prepared = self.prepare_create(resource_type, obj, field_validation)
         self._record_manager(resource_type, None, prepared, field_manager, None)
         meta = prepared["metadata"]
         if self.get_raw(resource_type, meta.get("namespace"), meta["name"]) is not None:
@@ -579,11 +616,20 @@ class Store:
         obj: JsonObject,
         *,
         subresource: str | None = None,
+        field_validation: FieldValidation | None = None,
     ) -> JsonObject:
         new = copy_object(obj)
         self._check_kind(resource_type, new)
+        self._decode(resource_type, new, field_validation)
         meta = _meta(new)
         old_meta = old["metadata"]
+        given_uid = meta.get("uid")
+        if given_uid and given_uid != old_meta["uid"]:
+            raise conflict(
+                resource_type.group_resource,
+                old_meta["name"],
+                f"Precondition failed: UID in precondition: {given_uid}, UID in object meta: {old_meta['uid']}",
+            )
         given_rv = meta.get("resourceVersion")
         if given_rv and given_rv != old_meta["resourceVersion"]:
             raise conflict(
@@ -666,6 +712,7 @@ class Store:
         dry_run: bool = False,
         require_resource_version: bool = False,
         field_manager: str | None = None,
+        field_validation: FieldValidation | None = None,
     ) -> JsonObject:
         meta = obj.get("metadata") or {}
         name = meta.get("name")
@@ -685,7 +732,7 @@ class Store:
                     }
                 ],
             )
-        new = self.prepare_update(resource_type, old, obj, subresource=subresource)
+        new = self.prepare_update(resource_type, old, obj, subresource=subresource, field_validation=field_validation)
         self._record_manager(resource_type, old, new, field_manager, subresource)
         if dry_run:
             return new
@@ -705,6 +752,7 @@ class Store:
         field_manager: str | None = None,
         force: bool = False,
         dry_run: bool = False,
+        field_validation: FieldValidation | None = None,
     ) -> JsonObject:
         old = self.get_raw(resource_type, namespace, name)
         if patch_type == PATCH_APPLY:
@@ -731,11 +779,27 @@ class Store:
         if not isinstance(patched, dict):
             raise bad_request("the patched object must be a JSON object")
         patched_meta = patched.setdefault("metadata", {})
+        uid = patched_meta.get("uid")
+        if uid and uid != old["metadata"]["uid"]:
+            raise invalid(
+                resource_type.kind,
+                name,
+                resource_type.group,
+                [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "message": f'Invalid value: "{uid}": field is immutable',
+                        "field": "metadata.uid",
+                    }
+                ],
+            )
         if patch_type != PATCH_JSON or patched_meta.get("resourceVersion") == old["metadata"]["resourceVersion"]:
             # A patch without a resourceVersion applies to the latest version; one with it is a precondition.
             given = (patch.get("metadata") or {}).get("resourceVersion") if isinstance(patch, dict) else None
             patched_meta["resourceVersion"] = given or old["metadata"]["resourceVersion"]
-        new = self.prepare_update(resource_type, old, patched, subresource=subresource)
+        new = self.prepare_update(
+            resource_type, old, patched, subresource=subresource, field_validation=field_validation
+        )
         self._record_manager(resource_type, old, new, field_manager, subresource)
         if dry_run:
             return new
@@ -754,8 +818,17 @@ class Store:
         dry_run: bool,
     ) -> JsonObject:
         if not field_manager:
-            raise bad_request(
-                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
+            raise invalid(
+                "PatchOptions",
+                "",
+                "meta.k8s.io",
+                [
+                    {
+                        "reason": "FieldValueRequired",
+                        "message": "Required value: is required for apply patch",
+                        "field": "fieldManager",
+                    }
+                ],
             )
         if not isinstance(applied, dict):
             raise bad_request("an apply patch must be an object")
@@ -768,7 +841,7 @@ class Store:
         if old is None:
             if subresource:
                 raise not_found(resource_type.group_resource, name)
-            created = apply.apply_to_new(applied, field_manager, now_rfc3339(), keyed=resource_type.builtin)
+            created = apply.apply_to_new(applied, field_manager, now_rfc3339(), _list_types(resource_type))
             return self.create_raw(resource_type, created, dry_run=dry_run)
         merged = apply.server_side_apply(
             old,
@@ -777,7 +850,7 @@ class Store:
             force=force,
             time=now_rfc3339(),
             subresource=subresource,
-            keyed=resource_type.builtin,
+            lists=_list_types(resource_type),
         )
         new = self.prepare_update(resource_type, old, merged, subresource=subresource)
         new["metadata"]["managedFields"] = merged["metadata"].get("managedFields", [])
@@ -820,11 +893,8 @@ class Store:
         if resource_type.key == "v1/pods" and self._pod_needs_graceful_termination(obj, options):
             return obj if "deletionTimestamp" in meta else self._mark_pod_terminating(resource_type, obj, options)
         finalizers = list(meta.get("finalizers") or [])
-        if (
-            options.propagation == "Foreground"
-            and "deletionTimestamp" not in meta
-            and self._dependents.get(meta["uid"])
-        ):
+        if options.propagation == "Foreground" and "deletionTimestamp" not in meta:
+            # The API server adds the finalizer; the garbage collector removes it once no dependent is left.
             finalizers.append(FOREGROUND_FINALIZER)
         if not finalizers:
             return self._remove(resource_type, obj)
