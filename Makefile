@@ -31,6 +31,10 @@ sandbox: install ## Run the operator against a local emulated cluster and apply 
 test: install ## Run the unit, emulator, integration and device-plugin tests.
 	$(BIN)/pytest
 
+.PHONY: test-real-apiserver
+test-real-apiserver: install ## Opt-in: CRDs, samples and kubesim's contract tests on a real API server.
+	$(BIN)/python hack/real_apiserver.py
+
 .PHONY: lint
 lint: install ## ruff, mypy --strict and the import-linter layer contracts.
 	$(BIN)/ruff check .
