@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kubesim import kinds, openapi, tables
+from kubesim import kinds, openapi, protobuf, tables
 from kubesim.errors import ApiError, bad_request, not_found
 from kubesim.listoptions import check_list_options
 from kubesim.patch import copy_object
@@ -114,6 +114,8 @@ def _flag(value: str | None) -> bool:
 def _body(raw: bytes, content_type: str) -> Any:
     if not raw:
         return None
+    if content_type == protobuf.PROTOBUF:
+        return protobuf.decode_object(raw)
     if "protobuf" in content_type or "cbor" in content_type:
         raise ApiError(
             415,
@@ -322,6 +324,8 @@ class ApiServer:
                 entry.update({"group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]})
             elif sub == "binding":
                 entry.update({"kind": "Binding", "verbs": ["create"]})
+            elif sub == "log":
+                entry.update({"verbs": ["get"]})
             elif sub == "finalize":
                 entry["verbs"] = ["update"]
             elif sub == "scale":
@@ -564,6 +568,8 @@ class ApiServer:
         found = self.store.get_raw(target.resource_type, target.namespace, target.name)
         if found is None:
             raise not_found(target.resource_type.group_resource, target.name)
+        if target.subresource == "log":
+            return self._pod_log(found, request.query.get("container"))
         if self._wants_table(request) and target.subresource is None:
             return json_response(
                 tables.table(
@@ -574,6 +580,25 @@ class ApiServer:
                 )
             )
         return json_response(found)
+
+    @staticmethod
+    def _pod_log(pod: JsonObject, container: str | None) -> web.Response:
+        """pods/log: kubesim runs no container, so the log says so (one line, as ``kubectl logs`` prints it)."""
+        names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        names += [c["name"] for c in (pod.get("spec") or {}).get("initContainers") or []]
+        if container is None and len(names) > 1:
+            raise bad_request(
+                f"a container name must be specified for pod {pod['metadata']['name']}, choose one of: {names}"
+            )
+        chosen = container or (names[0] if names else "")
+        if chosen not in names:
+            raise bad_request(f"container {chosen} is not valid for pod {pod['metadata']['name']}")
+        meta = pod["metadata"]
+        line = (
+            f"kubesim: pod {meta.get('namespace')}/{meta['name']} (container {chosen}) is simulated: "
+            "its containers are never run, so there is no log\n"
+        )
+        return web.Response(text=line, content_type="text/plain")
 
     def _list(self, request: web.Request, target: Target) -> web.Response:
         query = request.query
