@@ -23,23 +23,21 @@ from kubesim.controllers.runtime import (
     ResourceCache,
     WorkQueue,
     object_key,
-    parse_rfc3339,
 )
 from kubesim.controllers.scheduling import (
     has_untolerated_taint,
-    is_pod_ready,
     matches_labels,
     matches_required_node_affinity,
     node_labels,
     with_daemon_pod_tolerations,
 )
 from kubesim.errors import ApiError
+from kubesim.objects import is_pod_ready, parse_rfc3339
 from kubesim.objectstore import JsonObject, ObjectStore
+from kubesim.resource_keys import DAEMONSETS, PODS
 
 log = logging.getLogger(__name__)
 
-DAEMONSETS = "apps/v1/daemonsets"
-PODS = "v1/pods"
 REVISION_HASH_LABEL = "controller-revision-hash"
 TEMPLATE_GENERATION_LABEL = "pod-template-generation"
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"

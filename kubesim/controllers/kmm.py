@@ -42,17 +42,15 @@ from typing import Any
 
 import re2
 
-from kubesim.controllers.runtime import DelayQueue, Key, ResourceCache, WorkQueue, now_rfc3339, object_key
+from kubesim.controllers.runtime import DelayQueue, Key, ResourceCache, WorkQueue, object_key
 from kubesim.controllers.scheduling import has_untolerated_taint, matches_labels, node_labels
 from kubesim.errors import ApiError
+from kubesim.objects import now_rfc3339
 from kubesim.objectstore import JsonObject, ObjectStore
+from kubesim.resource_keys import EVENTS, MODULES, NODES, PODS
 
 log = logging.getLogger(__name__)
 
-MODULES = "kmm.sigs.x-k8s.io/v1beta1/modules"
-NODES = "v1/nodes"
-EVENTS = "v1/events"
-PODS = "v1/pods"
 MODULE_NAME_LABEL = "kmm.node.kubernetes.io/module.name"
 LABEL_PREFIX = "kmm.node.kubernetes.io/"
 
