@@ -18,7 +18,17 @@ from kubesim.eviction import EvictedPod, Eviction
 from kubesim.lifecycle import DeleteOptions
 from kubesim.objects import now_rfc3339
 from kubesim.objectstore import WatchEvent
-from kubesim.patch import copy_object, json_patch, merge_patch, strategic_merge_patch
+from kubesim.patch import (
+    PATCH_APPLY,
+    PATCH_JSON,
+    PATCH_MERGE,
+    PATCH_STRATEGIC,
+    PATCH_TYPES,
+    copy_object,
+    json_patch,
+    merge_patch,
+    strategic_merge_patch,
+)
 from kubesim.resource_keys import CRDS, PODS
 from kubesim.resources import ResourceType
 from kubesim.selectors import object_matcher
@@ -26,14 +36,19 @@ from kubesim.validation import FieldValidation
 
 JsonObject = dict[str, Any]
 
-__all__ = ["CRD_RESOURCE", "PATCH_APPLY", "PATCH_TYPES", "DeleteOptions", "EvictedPod", "Store"]
+__all__ = [
+    "CRD_RESOURCE",
+    "PATCH_APPLY",
+    "PATCH_JSON",
+    "PATCH_MERGE",
+    "PATCH_STRATEGIC",
+    "PATCH_TYPES",
+    "DeleteOptions",
+    "EvictedPod",
+    "Store",
+]
 
 CRD_RESOURCE = CRDS
-PATCH_MERGE = "application/merge-patch+json"
-PATCH_JSON = "application/json-patch+json"
-PATCH_STRATEGIC = "application/strategic-merge-patch+json"
-PATCH_APPLY = "application/apply-patch+yaml"
-PATCH_TYPES = (PATCH_MERGE, PATCH_JSON, PATCH_STRATEGIC, PATCH_APPLY)
 
 
 def _list_types(resource_type: ResourceType) -> apply.ListTypes:
