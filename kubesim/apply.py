@@ -23,24 +23,13 @@ from typing import Any
 
 from kubesim.errors import ApiError
 from kubesim.patch import MERGE_KEYS, SET_LISTS, copy_object, json_copy
+from kubesim.validation import OBJECT_META_FIELDS
 
 JsonObject = dict[str, Any]
 Path = tuple[str, ...]
 
-_UNOWNED_METADATA = frozenset(
-    {
-        "name",
-        "namespace",
-        "uid",
-        "resourceVersion",
-        "generation",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-        "managedFields",
-        "selfLink",
-    }
-)
+_UNOWNED_METADATA = OBJECT_META_FIELDS - {"generateName", "labels", "annotations", "ownerReferences", "finalizers"}
+"""Metadata the server sets, which no manager owns."""
 
 
 def _key_element(fields: dict[str, Any]) -> str:

@@ -153,20 +153,11 @@ class Cluster:
         result.update(headers or {})
         return result
 
-    def http(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        headers: dict[str, str] | None = None,
-        content_type: str = "application/json",
-        timeout: float = 10,
-    ) -> tuple[int, Any]:
-        """A raw request; returns the status code and the decoded JSON body (None when empty or not JSON)."""
-        status, decoded, _ = self.http_with_warnings(
-            method, path, body, headers=headers, content_type=content_type, timeout=timeout
-        )
+    def http(self, method: str, path: str, body: Any = None, **options: Any) -> tuple[int, Any]:
+        """A raw request; returns the status code and the decoded JSON body (None when empty or not JSON).
+
+        The options are those of ``http_with_warnings``."""
+        status, decoded, _ = self.http_with_warnings(method, path, body, **options)
         return status, decoded
 
     def http_with_warnings(
