@@ -302,3 +302,32 @@ def test_repeating_an_apply_changes_nothing(cluster: Cluster, namespace: str) ->
         "same", namespace, applied, field_manager="m", _content_type=APPLY
     )
     assert second.metadata.resource_version == first.metadata.resource_version
+
+
+def test_merge_and_json_patches_of_custom_resources(cluster: Cluster, widgets: str) -> None:
+    cluster.http("POST", widgets, widget("p", {"size": 2, "extra": {"a": 1, "b": {"c": 2}}}, labels={"x": "1"}))
+    status, merged = cluster.http(
+        "PATCH",
+        f"{widgets}/p",
+        {"metadata": {"labels": {"x": None, "y": "2"}}, "spec": {"extra": {"a": None, "b": {"d": 3}}}},
+        content_type=MERGE,
+    )
+    assert status == 200
+    assert merged["metadata"]["labels"] == {"y": "2"}
+    assert merged["spec"]["extra"] == {"b": {"c": 2, "d": 3}}
+    assert merged["metadata"]["generation"] == 2
+    version = merged["metadata"]["resourceVersion"]
+    operations = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+        {"op": "replace", "path": "/spec/size", "value": 3},
+        {"op": "add", "path": "/spec/ports", "value": [{"port": 80}]},
+    ]
+    status, patched = cluster.http("PATCH", f"{widgets}/p", operations, content_type=JSON_PATCH)
+    assert status == 200
+    assert (patched["spec"]["size"], patched["spec"]["ports"]) == (3, [{"port": 80, "protocol": "TCP"}])
+    status, failed = cluster.http("PATCH", f"{widgets}/p", operations, content_type=JSON_PATCH)
+    assert (status, failed["reason"]) == (422, "Invalid")  # the test operation fails: the version has changed
+    status, invalid = cluster.http(
+        "PATCH", f"{widgets}/p", [{"op": "replace", "path": "/spec/size", "value": 99}], content_type=JSON_PATCH
+    )
+    assert (status, invalid["reason"]) == (422, "Invalid")
