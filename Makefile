@@ -41,6 +41,10 @@ test: install ## Run the unit, emulator, integration and device-plugin tests.
 test-unit: install ## Run the pure unit tests only (seconds): planner, renderers, models.
 	$(BIN)/pytest tests/unit
 
+.PHONY: test-real-apiserver
+test-real-apiserver: install ## Opt-in: CRDs, samples and kubesim's contract tests on a real API server.
+	$(BIN)/python hack/real_apiserver.py
+
 .PHONY: lint
 lint: install ## ruff, mypy --strict and the import-linter layer contracts.
 	$(BIN)/ruff check .

@@ -9,9 +9,11 @@ Ordinary creates, updates and patches made over HTTP record an ``Update`` entry 
 ``fieldManager`` parameter, or the client's user agent up to its first ``/``), which takes over the fields the write
 changed; an apply conflicts with any other manager owning a field it would change.
 
-Approximations: lists of custom resources are atomic (``x-kubernetes-list-type: map`` keys are not used); list
-items of built-in kinds are keyed by the patch merge keys of :mod:`kubesim.patch`; writes by the simulated
-controllers (through the store, not HTTP) record no ownership.
+Lists of custom resources follow their schema, as the real server's structured merge does:
+``x-kubernetes-list-type: map`` items are keyed by ``x-kubernetes-list-map-keys``, ``set`` lists hold values, and
+other lists are atomic. Approximations: list items of built-in kinds (and the metadata of every object) are keyed
+by the patch merge keys of :mod:`kubesim.patch`; writes by the simulated controllers (through the store, not HTTP)
+record no ownership.
 """
 
 from __future__ import annotations
@@ -21,55 +23,105 @@ from typing import Any
 
 from kubesim.errors import ApiError
 from kubesim.patch import MERGE_KEYS, SET_LISTS, copy_object, json_copy
+from kubesim.validation import OBJECT_META_FIELDS
 
 JsonObject = dict[str, Any]
 Path = tuple[str, ...]
 
-_UNOWNED_METADATA = frozenset(
-    {
-        "name",
-        "namespace",
-        "uid",
-        "resourceVersion",
-        "generation",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-        "managedFields",
-        "selfLink",
-    }
-)
+_UNOWNED_METADATA = OBJECT_META_FIELDS - {"generateName", "labels", "annotations", "ownerReferences", "finalizers"}
+"""Metadata the server sets, which no manager owns."""
 
 
-def _item_key(field: str, item: Any, keyed: bool) -> str | None:
-    if not keyed or not isinstance(item, dict):
-        return None
-    key = MERGE_KEYS.get(field)
-    if field == "ports":
-        key = "containerPort" if "containerPort" in item else "port"
-    if key is None or key not in item:
-        return None
-    return "k:" + json.dumps({key: item[key]}, separators=(",", ":"))
+def _key_element(fields: dict[str, Any]) -> str:
+    return "k:" + json.dumps(dict(sorted(fields.items())), separators=(",", ":"))
 
 
-def _list_leaves(field: str, items: list[Any], prefix: Path, keyed: bool, out: set[Path]) -> bool:
+class ListTypes:
+    """How apply tells list items apart: by key fields (``k:``), by value in a set (``v:``), or not at all (an
+    atomic list). This base is the built-in kinds' table: the patch merge keys of :mod:`kubesim.patch`, by the name
+    of the list's field. ``path`` is the FieldsV1 path of the list."""
+
+    def item_key(self, path: Path, item: Any) -> str | None:
+        if not isinstance(item, dict) or not path:
+            return None
+        field = path[-1][2:]
+        key = MERGE_KEYS.get(field)
+        if field == "ports":
+            key = "containerPort" if "containerPort" in item else "port"
+        if key is None or key not in item:
+            return None
+        return _key_element({key: item[key]})
+
+    def is_set(self, path: Path) -> bool:
+        return bool(path) and path[-1][2:] in SET_LISTS
+
+    def is_keyed(self, path: Path) -> bool:
+        """Whether items of the list at ``path`` merge by key (an empty applied list then removes nothing)."""
+        return bool(path) and (path[-1][2:] in MERGE_KEYS or path[-1] == "f:ports")
+
+
+BUILTIN_LISTS = ListTypes()
+
+
+class SchemaListTypes(ListTypes):
+    """Lists of a custom resource, typed by its structural schema (metadata as in every object)."""
+
+    def __init__(self, schema: JsonObject) -> None:
+        self._schema = schema
+
+    def _list_schema(self, path: Path) -> JsonObject:
+        node: Any = self._schema
+        for element in path:
+            if not isinstance(node, dict):
+                return {}
+            if element.startswith("f:"):
+                additional = node.get("additionalProperties")
+                fallback = additional if isinstance(additional, dict) else {}
+                node = (node.get("properties") or {}).get(element[2:], fallback)
+            else:
+                node = node.get("items") or {}
+        return node if isinstance(node, dict) else {}
+
+    def item_key(self, path: Path, item: Any) -> str | None:
+        if path[:1] == ("f:metadata",):
+            return super().item_key(path, item)
+        schema = self._list_schema(path)
+        keys = schema.get("x-kubernetes-list-map-keys") or []
+        if schema.get("x-kubernetes-list-type") != "map" or not isinstance(item, dict) or not keys:
+            return None
+        if any(key not in item for key in keys):
+            return None
+        return _key_element({key: item[key] for key in keys})
+
+    def is_set(self, path: Path) -> bool:
+        if path[:1] == ("f:metadata",):
+            return super().is_set(path)
+        return self._list_schema(path).get("x-kubernetes-list-type") == "set"
+
+    def is_keyed(self, path: Path) -> bool:
+        if path[:1] == ("f:metadata",):
+            return super().is_keyed(path)
+        return self._list_schema(path).get("x-kubernetes-list-type") == "map"
+
+
+def _list_leaves(items: list[Any], prefix: Path, lists: ListTypes, out: set[Path]) -> bool:
     """Add leaves of a keyed or set list; False when the list is atomic."""
-    if keyed and field in SET_LISTS and all(not isinstance(i, dict | list) for i in items):
+    if lists.is_set(prefix) and all(not isinstance(i, dict | list) for i in items):
         for item in items:
             out.add((*prefix, "v:" + json.dumps(item)))
         return True
-    keys = [_item_key(field, item, keyed) for item in items]
+    keys = [lists.item_key(prefix, item) for item in items]
     if not items or any(k is None for k in keys):
         return False
     for key, item in zip(keys, items, strict=True):
         assert key is not None
         item_path = (*prefix, key)
         out.add((*item_path, "."))
-        _leaves(item, item_path, keyed, out)
+        _leaves(item, item_path, lists, out)
     return True
 
 
-def _leaves(value: JsonObject, prefix: Path, keyed: bool, out: set[Path]) -> None:
+def _leaves(value: JsonObject, prefix: Path, lists: ListTypes, out: set[Path]) -> None:
     for name, child in value.items():
         if not prefix and name in ("apiVersion", "kind"):
             continue
@@ -77,16 +129,16 @@ def _leaves(value: JsonObject, prefix: Path, keyed: bool, out: set[Path]) -> Non
             continue
         path = (*prefix, f"f:{name}")
         if isinstance(child, dict) and child:
-            _leaves(child, path, keyed, out)
-        elif isinstance(child, list) and _list_leaves(name, child, path, keyed, out):
+            _leaves(child, path, lists, out)
+        elif isinstance(child, list) and _list_leaves(child, path, lists, out):
             continue
         else:
             out.add(path)
 
 
-def field_paths(applied: JsonObject, keyed: bool) -> set[Path]:
+def field_paths(applied: JsonObject, lists: ListTypes) -> set[Path]:
     out: set[Path] = set()
-    _leaves(applied, (), keyed, out)
+    _leaves(applied, (), lists, out)
     return out
 
 
@@ -155,17 +207,17 @@ def _remove_path(obj: JsonObject, path: Path) -> None:
             parent.remove(target)
 
 
-def _merge(old: Any, applied: Any, field: str, keyed: bool) -> Any:
+def _merge(old: Any, applied: Any, path: Path, lists: ListTypes) -> Any:
     if isinstance(applied, dict) and isinstance(old, dict):
         merged = dict(old)
         for name, value in applied.items():
-            merged[name] = _merge(old.get(name), value, name, keyed)
+            merged[name] = _merge(old.get(name), value, (*path, f"f:{name}"), lists)
         return merged
     if isinstance(applied, list) and isinstance(old, list):
-        if keyed and field in SET_LISTS:
+        if lists.is_set(path):
             return old + [v for v in applied if v not in old]
-        keys = [_item_key(field, item, keyed) for item in applied]
-        if applied and all(keys):
+        keys = [lists.item_key(path, item) for item in applied]
+        if all(keys) and (applied or lists.is_keyed(path)):
             merged_list = list(old)
             for key, item in zip(keys, applied, strict=True):
                 assert key is not None
@@ -173,7 +225,7 @@ def _merge(old: Any, applied: Any, field: str, keyed: bool) -> Any:
                 if existing is _MISSING:
                     merged_list.append(json_copy(item))
                 else:
-                    merged_list[merged_list.index(existing)] = _merge(existing, item, field, keyed)
+                    merged_list[merged_list.index(existing)] = _merge(existing, item, (*path, key), lists)
             return merged_list
     return json_copy(applied)
 
@@ -210,14 +262,14 @@ def record_update(
     *,
     time: str,
     subresource: str | None,
-    keyed: bool = True,
+    lists: ListTypes = BUILTIN_LISTS,
 ) -> list[JsonObject]:
     """managedFields after an ordinary write of ``new`` over ``old``: ``manager`` takes over what it changed."""
-    new_paths = field_paths(new, keyed)
+    new_paths = field_paths(new, lists)
     if old is None:
         changed = new_paths
     else:
-        candidates = new_paths | field_paths(old, keyed)
+        candidates = new_paths | field_paths(old, lists)
         changed = {p for p in candidates if p[-1] != "." and value_at(old, p) != value_at(new, p)}
         changed |= {
             p for p in candidates if p[-1] == "." and (value_at(old, p) is _MISSING) != (value_at(new, p) is _MISSING)
@@ -243,10 +295,10 @@ def record_update(
     return kept
 
 
-def apply_to_new(applied: JsonObject, manager: str, time: str, keyed: bool = True) -> JsonObject:
+def apply_to_new(applied: JsonObject, manager: str, time: str, lists: ListTypes = BUILTIN_LISTS) -> JsonObject:
     """The object an apply creates, owning every field it sets."""
     created = copy_object(applied)
-    paths = field_paths(applied, keyed)
+    paths = field_paths(applied, lists)
     created["metadata"]["managedFields"] = [_entry(manager, applied.get("apiVersion", ""), paths, time, None)]
     return created
 
@@ -259,10 +311,10 @@ def server_side_apply(
     force: bool,
     time: str,
     subresource: str | None,
-    keyed: bool = True,
+    lists: ListTypes = BUILTIN_LISTS,
 ) -> JsonObject:
     """Merge ``applied`` into ``old`` for ``manager`` and return the new object with updated managedFields."""
-    new_paths = field_paths(applied, keyed)
+    new_paths = field_paths(applied, lists)
     entries = _entries(old)
     conflicts: list[tuple[str, Path]] = []
     previous: set[Path] = set()
@@ -282,9 +334,12 @@ def server_side_apply(
     if conflicts and not force:
         _raise_conflicts(old, conflicts)
     old = copy_object(old)  # fields are removed in place below; the stored object must stay intact
-    merged: JsonObject = _merge(old, {k: v for k, v in applied.items() if k != "metadata"}, "", keyed)
+    merged: JsonObject = _merge(old, {k: v for k, v in applied.items() if k != "metadata"}, (), lists)
     merged["metadata"] = _merge(
-        old["metadata"], {k: v for k, v in applied["metadata"].items() if k not in _UNOWNED_METADATA}, "", keyed
+        old["metadata"],
+        {k: v for k, v in applied["metadata"].items() if k not in _UNOWNED_METADATA},
+        ("f:metadata",),
+        lists,
     )
     still_owned: set[Path] = set()
     kept_entries = []

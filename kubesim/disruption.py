@@ -7,12 +7,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from kubesim.resource_keys import BUDGETS, PODS
 from kubesim.store import Store
 
 JsonObject = dict[str, Any]
-
-PODS = "v1/pods"
-BUDGETS = "policy/v1/poddisruptionbudgets"
 
 
 class DisruptionController:

@@ -65,12 +65,10 @@ def invalid(kind: str, name: str, group: str, causes: list[dict[str, str]]) -> A
     if len(causes) > 1:
         summary = f"[{summary}]"
     qualified = f"{kind}.{group}" if group else kind
-    return ApiError(
-        422,
-        "Invalid",
-        f'{qualified} "{name}" is invalid: {summary}',
-        {"name": name, "group": group, "kind": kind, "causes": causes},
-    )
+    details: dict[str, Any] = {"name": name, "group": group, "kind": kind, "causes": causes}
+    if not name:
+        del details["name"]  # omitted when empty, as in the API server's Status
+    return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {summary}', details)
 
 
 def gone(message: str) -> ApiError:

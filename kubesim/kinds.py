@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
 from kubesim.errors import ApiError, invalid
 from kubesim.selectors import label_selector_matcher
-from kubesim.syntax import DNS_LABEL, DNS_SUBDOMAIN, label_key_problem, label_value_problem
+from kubesim.syntax import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    label_key_problem,
+    label_value_problem,
+    qualified_name_problems,
+)
 
 JsonObject = dict[str, Any]
 Cause = dict[str, str]
 
 _DNS_LABEL_KINDS = frozenset({"Namespace", "Service"})
+
+RETURNS_DELETED_OBJECT = frozenset(
+    {"v1/pods", "v1/services", "v1/serviceaccounts", "v1/persistentvolumes", "v1/persistentvolumeclaims"}
+)
+"""Kinds whose registry answers a DELETE that removes the object at once with the object itself (upstream's
+``ReturnDeletedObject``); every other kind answers with a ``Status`` naming it."""
+
+
+def deleted_status(resource_type_key: str, group: str, plural: str, removed: JsonObject) -> JsonObject:
+    """The body of a DELETE that removed ``removed`` at once."""
+    if resource_type_key in RETURNS_DELETED_OBJECT:
+        return removed
+    details: JsonObject = {"name": removed["metadata"]["name"], "kind": plural, "uid": removed["metadata"]["uid"]}
+    if group:
+        details["group"] = group
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
 
 def validate_name(kind: str, group: str, name: str) -> None:
@@ -35,6 +58,30 @@ def validate_name(kind: str, group: str, name: str) -> None:
 
 
 _ANNOTATIONS_LIMIT = 256 * 1024
+
+
+def _finalizer_causes(finalizers: list[Any]) -> list[Cause]:
+    """apimachinery's ValidateFinalizers: each name is a qualified name; orphan and foregroundDeletion exclude each
+    other."""
+    causes = [
+        {
+            "reason": "FieldValueInvalid",
+            "message": f'Invalid value: "{name}": {problem}',
+            "field": "metadata.finalizers",
+        }
+        for name in finalizers
+        for problem in qualified_name_problems(str(name))
+    ]
+    if "orphan" in finalizers and "foregroundDeletion" in finalizers:
+        causes.append(
+            {
+                "reason": "FieldValueInvalid",
+                "message": f"Invalid value: {json.dumps(finalizers)}: "
+                "finalizers orphan and foregroundDeletion cannot be both set",
+                "field": "metadata.finalizers",
+            }
+        )
+    return causes
 
 
 def _metadata_causes(meta: JsonObject) -> list[Cause]:
@@ -69,6 +116,7 @@ def _metadata_causes(meta: JsonObject) -> list[Cause]:
                     "field": "metadata.annotations",
                 }
             )
+    causes.extend(_finalizer_causes(meta.get("finalizers") or []))
     if sum(len(k) + len(str(v)) for k, v in annotations.items()) > _ANNOTATIONS_LIMIT:
         causes.append(
             {

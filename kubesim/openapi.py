@@ -10,8 +10,9 @@ import hashlib
 from typing import Any
 
 from kubesim.errors import ApiError
+from kubesim.patch import PATCH_APPLY, PATCH_JSON, PATCH_MERGE, PATCH_STRATEGIC
 from kubesim.resources import ResourceType
-from kubesim.store import PATCH_APPLY, PATCH_JSON, PATCH_MERGE, PATCH_STRATEGIC, Store
+from kubesim.store import Store
 
 JsonObject = dict[str, Any]
 

@@ -13,6 +13,13 @@ JsonObject = dict[str, Any]
 
 # Patch merge keys of built-in kinds, by list field name (taken from the Go struct tags upstream).
 # Lists not named here (tolerations, taints, args, command, envFrom, ...) are replaced as a whole, as upstream does.
+PATCH_MERGE = "application/merge-patch+json"
+PATCH_JSON = "application/json-patch+json"
+PATCH_STRATEGIC = "application/strategic-merge-patch+json"
+PATCH_APPLY = "application/apply-patch+yaml"
+PATCH_TYPES = (PATCH_MERGE, PATCH_JSON, PATCH_STRATEGIC, PATCH_APPLY)
+"""The content types of a PATCH request, one per kind of patch."""
+
 MERGE_KEYS: dict[str, str] = {
     "containers": "name",
     "initContainers": "name",

@@ -106,7 +106,7 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         True,
         short=("po",),
         categories=("all",),
-        sub=("status", "eviction", "binding"),
+        sub=("status", "eviction", "binding", "log"),
         generation=True,
     ),
     _builtin("", "v1", "configmaps", "ConfigMap", True, short=("cm",)),

@@ -7,41 +7,41 @@ affinity is replaced by a ``metadata.name`` term as the real controller does.
 """
 
 import asyncio
-import copy
-import hashlib
-import json
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
+from kubesim.controllers.daemonset_pods import (
+    REVISION_HASH_LABEL,
+    controller_uid,
+    creation_order,
+    daemon_pod,
+    max_unavailable,
+    ready_since,
+    template_hash,
+)
 from kubesim.controllers.runtime import (
     DelayQueue,
     Key,
     ResourceCache,
     WorkQueue,
     object_key,
-    parse_rfc3339,
 )
 from kubesim.controllers.scheduling import (
     has_untolerated_taint,
-    is_pod_ready,
     matches_labels,
     matches_required_node_affinity,
     node_labels,
     with_daemon_pod_tolerations,
 )
 from kubesim.errors import ApiError
+from kubesim.objects import is_pod_ready
 from kubesim.objectstore import JsonObject, ObjectStore
+from kubesim.resource_keys import DAEMONSETS, PODS
 
 log = logging.getLogger(__name__)
 
-DAEMONSETS = "apps/v1/daemonsets"
-PODS = "v1/pods"
-REVISION_HASH_LABEL = "controller-revision-hash"
-TEMPLATE_GENERATION_LABEL = "pod-template-generation"
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 FAILED_POD_BACKOFF_START = 1.0
 FAILED_POD_BACKOFF_MAX = 900.0
@@ -99,43 +99,6 @@ class _DaemonSetState:
             self.old_available.pop(node_name, None)
         else:
             self.old_available[node_name] = view.old_available_pod
-
-
-def template_hash(template: JsonObject) -> str:
-    """A stable hash of the pod template, used as the ``controller-revision-hash`` label."""
-    encoded = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(encoded).hexdigest()[:10]
-
-
-def _controller_uid(pod: JsonObject) -> str | None:
-    for ref in pod["metadata"].get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("kind") == "DaemonSet":
-            uid: str = ref.get("uid", "")
-            return uid
-    return None
-
-
-def _ready_since(pod: JsonObject) -> float | None:
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready" and condition.get("status") == "True":
-            stamp = condition.get("lastTransitionTime")
-            return parse_rfc3339(stamp).timestamp() if stamp else 0.0
-    return None
-
-
-def _creation_order(pod: JsonObject) -> tuple[str, str]:
-    metadata = pod["metadata"]
-    return (metadata.get("creationTimestamp") or "", metadata["name"])
-
-
-def _max_unavailable(ds: JsonObject, desired: int) -> int:
-    strategy = ds["spec"].get("updateStrategy") or {}
-    value: Any = (strategy.get("rollingUpdate") or {}).get("maxUnavailable", 1)
-    if isinstance(value, str) and value.endswith("%"):
-        allowed = math.ceil(int(value[:-1]) * desired / 100)
-    else:
-        allowed = int(value)
-    return allowed or 1  # without surge, zero would never let the update progress
 
 
 class DaemonSetController:
@@ -232,7 +195,7 @@ class DaemonSetController:
         for pod in (old, new):
             if pod is None:
                 continue
-            owner = _controller_uid(pod)
+            owner = controller_uid(pod)
             key = self._uid_to_key.get(owner or "")
             node_name = (pod.get("spec") or {}).get("nodeName")
             if key is not None and node_name:
@@ -248,7 +211,7 @@ class DaemonSetController:
 
     def _index_pod(self, old: JsonObject | None, new: JsonObject | None) -> None:
         if old is not None:
-            owner, node_name = _controller_uid(old), (old.get("spec") or {}).get("nodeName") or ""
+            owner, node_name = controller_uid(old), (old.get("spec") or {}).get("nodeName") or ""
             if owner is not None:
                 by_node = self._pods_by_owner.get(owner, {})
                 on_node = by_node.get(node_name, {})
@@ -258,7 +221,7 @@ class DaemonSetController:
                 if not by_node:
                     self._pods_by_owner.pop(owner, None)
         if new is not None:
-            owner, node_name = _controller_uid(new), (new.get("spec") or {}).get("nodeName") or ""
+            owner, node_name = controller_uid(new), (new.get("spec") or {}).get("nodeName") or ""
             if owner is not None:
                 self._pods_by_owner.setdefault(owner, {}).setdefault(node_name, {})[object_key(new)] = new
 
@@ -330,7 +293,7 @@ class DaemonSetController:
 
     def _pods_on(self, state: _DaemonSetState, node_name: str) -> list[JsonObject]:
         """The DaemonSet's pods bound to the node, oldest first."""
-        return sorted(self._pods_by_owner.get(state.uid, {}).get(node_name, {}).values(), key=_creation_order)
+        return sorted(self._pods_by_owner.get(state.uid, {}).get(node_name, {}).values(), key=creation_order)
 
     def _observe(self, ds: JsonObject, state: _DaemonSetState, node_name: str) -> _NodeView:
         """Record the node's current contribution; cheap and write-free, so event handlers call it directly."""
@@ -407,7 +370,7 @@ class DaemonSetController:
         )
 
     def _is_available(self, ds: JsonObject, key: Key, node_name: str, pod: JsonObject) -> bool:
-        since = _ready_since(pod)
+        since = ready_since(pod)
         if since is None:
             return False
         min_ready = int(ds["spec"].get("minReadySeconds") or 0)
@@ -422,7 +385,7 @@ class DaemonSetController:
     def _roll(self, ds: JsonObject, state: _DaemonSetState) -> None:
         """RollingUpdate without surge: replace old available pods while at most maxUnavailable nodes are
         unavailable. (Old pods that are not available are replaced at once, by the node sync.)"""
-        budget = _max_unavailable(ds, state.totals["desiredNumberScheduled"]) - state.rollout_unavailable
+        budget = max_unavailable(ds, state.totals["desiredNumberScheduled"]) - state.rollout_unavailable
         for node_name in sorted(state.old_available):
             if budget <= 0:
                 break
@@ -453,39 +416,9 @@ class DaemonSetController:
     # Writes.
 
     def _create_pod(self, ds: JsonObject, state: _DaemonSetState, node_name: str) -> None:
-        namespace, ds_name = state.key
-        template = ds["spec"].get("template") or {}
-        template_meta = template.get("metadata") or {}
-        spec = copy.deepcopy(template.get("spec") or {})
-        spec["nodeName"] = node_name
-        spec["tolerations"] = with_daemon_pod_tolerations(spec)
-        affinity = spec.setdefault("affinity", {})
-        node_affinity = affinity.setdefault("nodeAffinity", {})
-        node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {
-            "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node_name]}]}]
-        }
-        labels = dict(template_meta.get("labels") or {})
-        labels[REVISION_HASH_LABEL] = state.revision_hash
-        if state.template_generation is not None:
-            labels[TEMPLATE_GENERATION_LABEL] = str(state.template_generation)
-        metadata: JsonObject = {
-            "namespace": namespace,
-            "generateName": f"{ds_name}-",
-            "labels": labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "DaemonSet",
-                    "name": ds_name,
-                    "uid": state.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        }
-        if template_meta.get("annotations"):
-            metadata["annotations"] = dict(template_meta["annotations"])
-        pod: JsonObject = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+        pod = daemon_pod(ds, state.uid, state.revision_hash, state.template_generation, node_name)
+        metadata = pod["metadata"]
+        ds_name = ds["metadata"]["name"]
         for attempt in range(3):
             metadata["name"] = f"{ds_name}-{''.join(random.choices(NAME_ALPHABET, k=5))}"
             try:

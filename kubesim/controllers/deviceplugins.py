@@ -21,13 +21,13 @@ import itertools
 import logging
 
 from kubesim.controllers.runtime import Key, ResourceCache, WorkQueue, object_key
-from kubesim.controllers.scheduling import is_node_ready, is_pod_ready
 from kubesim.errors import ApiError
+from kubesim.objects import is_node_ready, is_pod_ready
 from kubesim.objectstore import JsonObject, ObjectStore
+from kubesim.resource_keys import NODES
 
 log = logging.getLogger(__name__)
 
-NODES = "v1/nodes"
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 ONLOAD_RESOURCE = "amd.com/onload"
 COUNT_FLAG = "maxPods"

@@ -19,15 +19,14 @@ import ipaddress
 import logging
 from collections.abc import Callable
 
-from kubesim.controllers.runtime import DelayQueue, Key, ResourceCache, WorkQueue, now_rfc3339, object_key
-from kubesim.controllers.scheduling import is_node_ready, is_pod_ready
+from kubesim.controllers.runtime import DelayQueue, Key, ResourceCache, WorkQueue, object_key
 from kubesim.errors import ApiError, not_found
+from kubesim.objects import is_node_ready, is_pod_ready, now_rfc3339
 from kubesim.objectstore import JsonObject, ObjectStore
+from kubesim.resource_keys import NODES, PODS
 
 log = logging.getLogger(__name__)
 
-NODES = "v1/nodes"
-PODS = "v1/pods"
 TERMINAL_PHASES = ("Succeeded", "Failed")
 POD_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
 

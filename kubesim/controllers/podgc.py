@@ -9,8 +9,7 @@ import asyncio
 from kubesim.controllers.runtime import Key, ResourceCache, WorkQueue, object_key
 from kubesim.errors import ApiError
 from kubesim.objectstore import JsonObject, ObjectStore
-
-PODS = "v1/pods"
+from kubesim.resource_keys import PODS
 
 
 class PodGarbageCollector:

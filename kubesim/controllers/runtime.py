@@ -9,18 +9,17 @@ import asyncio
 import heapq
 import logging
 from collections.abc import Callable, Hashable, Iterable
-from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from kubesim.errors import ApiError
 from kubesim.objectstore import JsonObject, ObjectStore, WatchEvent
+from kubesim.resource_keys import CRDS
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 """(namespace, name); the namespace is "" for cluster-scoped objects."""
 
-CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
 
 ChangeHandler = Callable[[JsonObject | None, JsonObject | None], None]
 """Called with (old, new); old is None when added, new is None when deleted."""
@@ -34,14 +33,6 @@ BATCH_SIZE = 500
 def object_key(obj: JsonObject) -> Key:
     metadata = obj["metadata"]
     return (metadata.get("namespace") or "", metadata["name"])
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_rfc3339(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _resource_version(obj: JsonObject) -> int | None:

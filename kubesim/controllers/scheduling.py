@@ -1,5 +1,5 @@
 """Node eligibility as the scheduler and the DaemonSet controller decide it (node selectors, required node
-affinity, taints against tolerations), and the Ready conditions of nodes and pods."""
+affinity, taints against tolerations)."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -114,19 +114,3 @@ def with_daemon_pod_tolerations(pod_spec: JsonObject) -> list[JsonObject]:
 
 def _same_toleration(a: JsonObject, b: JsonObject) -> bool:
     return all((a.get(field) or "") == (b.get(field) or "") for field in ("key", "operator", "value", "effect"))
-
-
-def is_pod_ready(pod: JsonObject) -> bool:
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return bool(condition.get("status") == "True")
-    return False
-
-
-def is_node_ready(node: JsonObject | None) -> bool:
-    if node is None:
-        return False
-    for condition in (node.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return bool(condition.get("status") == "True")
-    return False

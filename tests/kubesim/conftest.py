@@ -13,15 +13,24 @@ import pytest
 from kubernetes import config
 
 from kubesim.simulator import Simulator
-from tests.kubesim.contract_support import REAL_CLUSTER_KUBECONFIG, WIDGET_CRD_NAME, Cluster
+from tests.kubesim.contract_support import (
+    REAL_CLUSTER_KUBECONFIG,
+    WIDGET_CRD_NAME,
+    WIDGET_GROUP,
+    WIDGET_PLURAL,
+    WIDGET_VERSION,
+    Cluster,
+)
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     if REAL_CLUSTER_KUBECONFIG:
         api = config.new_client_from_config(config_file=REAL_CLUSTER_KUBECONFIG)  # type: ignore[no-untyped-call]
         real = Cluster(api=api, sim=None)
         try:
+            if request.node.get_closest_marker("core_kinds") is not None:
+                real.require_core_kinds()
             yield real
         finally:
             for name in real.namespaces:
@@ -44,3 +53,10 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 @pytest.fixture
 def namespace(cluster: Cluster) -> str:
     return cluster.namespace()
+
+
+@pytest.fixture
+def widgets(cluster: Cluster, namespace: str) -> str:
+    """The URL of the Widgets of the test's namespace (the Widget CRD is created first)."""
+    cluster.widget_crd()
+    return f"/apis/{WIDGET_GROUP}/{WIDGET_VERSION}/namespaces/{namespace}/{WIDGET_PLURAL}"

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from kubesim.simulator import Simulator
 T = TypeVar("T")
 
 REAL_CLUSTER_KUBECONFIG = os.environ.get("KUBESIM_CONTRACT_KUBECONFIG")
+NO_CORE_KINDS = "needs core kinds (Pods, Nodes, Namespaces, ...), which this API server does not serve"
 REPO = Path(__file__).resolve().parents[2]
 PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
 
@@ -47,6 +49,12 @@ WIDGET_CRD: dict[str, Any] = {
                             "spec": {
                                 "type": "object",
                                 "required": ["size"],
+                                "x-kubernetes-validations": [
+                                    {
+                                        "rule": "self.mode != 'fast' || self.size <= 5",
+                                        "message": "fast widgets are small",
+                                    }
+                                ],
                                 "properties": {
                                     "size": {"type": "integer", "minimum": 1, "maximum": 10},
                                     "mode": {"type": "string", "enum": ["fast", "slow"], "default": "slow"},
@@ -67,7 +75,20 @@ WIDGET_CRD: dict[str, Any] = {
                             },
                             "status": {
                                 "type": "object",
-                                "properties": {"phase": {"type": "string"}, "count": {"type": "integer"}},
+                                "properties": {
+                                    "phase": {"type": "string"},
+                                    "count": {"type": "integer"},
+                                    "conditions": {
+                                        "type": "array",
+                                        "x-kubernetes-list-type": "map",
+                                        "x-kubernetes-list-map-keys": ["type"],
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["type", "status"],
+                                            "properties": {"type": {"type": "string"}, "status": {"type": "string"}},
+                                        },
+                                    },
+                                },
                             },
                         },
                     }
@@ -110,6 +131,16 @@ class Cluster:
     def extensions(self) -> Any:
         return client.ApiextensionsV1Api(self.api)
 
+    @cached_property
+    def serves_core_kinds(self) -> bool:
+        """False for an API server of custom resources only (apiextensions-apiserver)."""
+        status, body = self.http("GET", "/api/v1")
+        return status == 200 and isinstance(body, dict) and body.get("kind") == "APIResourceList"
+
+    def require_core_kinds(self) -> None:
+        if not self.serves_core_kinds:
+            pytest.skip(NO_CORE_KINDS)
+
     def require_sim(self) -> Simulator:
         if self.sim is None:
             pytest.skip("needs kubesim's own hooks")
@@ -122,7 +153,14 @@ class Cluster:
         result.update(headers or {})
         return result
 
-    def http(
+    def http(self, method: str, path: str, body: Any = None, **options: Any) -> tuple[int, Any]:
+        """A raw request; returns the status code and the decoded JSON body (None when empty or not JSON).
+
+        The options are those of ``http_with_warnings``."""
+        status, decoded, _ = self.http_with_warnings(method, path, body, **options)
+        return status, decoded
+
+    def http_with_warnings(
         self,
         method: str,
         path: str,
@@ -131,8 +169,8 @@ class Cluster:
         headers: dict[str, str] | None = None,
         content_type: str = "application/json",
         timeout: float = 10,
-    ) -> tuple[int, Any]:
-        """A raw request; returns the status code and the decoded JSON body (None when empty or not JSON)."""
+    ) -> tuple[int, Any, list[str]]:
+        """``http`` plus the ``Warning`` headers of the response, in order."""
         data = None if body is None else body if isinstance(body, bytes | str) else json.dumps(body)
         all_headers = self.headers(headers)
         if data is not None:
@@ -140,10 +178,11 @@ class Cluster:
         response = self.api.rest_client.pool_manager.request(
             method, self.api.configuration.host + path, body=data, headers=all_headers, timeout=timeout, retries=False
         )
+        warnings = list(response.headers.getlist("Warning"))
         try:
-            return response.status, json.loads(response.data) if response.data else None
+            return response.status, json.loads(response.data) if response.data else None, warnings
         except ValueError:
-            return response.status, None
+            return response.status, None, warnings
 
     def watch_lines(self, path: str, *, timeout: float = 10) -> Any:
         """An open streaming response for a watch URL; iterate ``read_events`` over it."""
@@ -156,9 +195,11 @@ class Cluster:
         )
 
     def namespace(self) -> str:
+        """A fresh namespace; a server without core kinds serves custom resources in any namespace name."""
         name = f"contract-{uuid.uuid4().hex[:8]}"
-        self.core.create_namespace({"metadata": {"name": name}})
-        self.namespaces.append(name)
+        if self.serves_core_kinds:
+            self.core.create_namespace({"metadata": {"name": name}})
+            self.namespaces.append(name)
         return name
 
     def ready_node(self) -> str:
@@ -169,19 +210,42 @@ class Cluster:
         pytest.skip("no Ready node")
 
     def widget_crd(self) -> None:
-        """Create the Widget CRD (if absent) and wait until its resource is served."""
-        try:
-            self.extensions.create_custom_resource_definition(WIDGET_CRD)
-            self.created_widget_crd = True
-        except client.ApiException as error:
-            if error.status != 409:
-                raise
+        """Create the Widget CRD (if absent) and wait until its resource is served.
 
-        def served() -> bool:
+        A Widget CRD that a previous test deleted may still be terminating (a real server takes a moment to remove
+        its custom resources): wait for it to go, then create a fresh one.
+        """
+        crd_path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{WIDGET_CRD_NAME}"
+
+        def present_and_live() -> bool:
+            status, existing = self.http("GET", crd_path)
+            if status == 404:
+                status, _ = self.http("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", WIDGET_CRD)
+                if status == 201:
+                    self.created_widget_crd = True
+                return False
+            return status == 200 and "deletionTimestamp" not in existing["metadata"]
+
+        def established() -> bool:
+            status, crd = self.http("GET", crd_path)
+            conditions = (crd or {}).get("status", {}).get("conditions") or []
+            if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                return False
             status, _ = self.http("GET", f"/apis/{WIDGET_GROUP}/{WIDGET_VERSION}")
             return status == 200
 
-        wait_for(served, timeout=30, message="the Widget resource to be served")
+        wait_for(present_and_live, timeout=60, message="a live Widget CRD")
+        wait_for(established, timeout=30, message="the Widget resource to be served")
+
+
+def widget(name: str, spec: dict[str, Any] | None = None, **metadata: Any) -> dict[str, Any]:
+    """A Widget manifest (``size`` 1 unless a spec is given)."""
+    return {
+        "apiVersion": f"{WIDGET_GROUP}/{WIDGET_VERSION}",
+        "kind": "Widget",
+        "metadata": {"name": name, **metadata},
+        "spec": {"size": 1} if spec is None else spec,
+    }
 
 
 def read_events(response: Any) -> Iterator[dict[str, Any]]:

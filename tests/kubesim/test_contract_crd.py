@@ -6,26 +6,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.kubesim.contract_support import WIDGET_GROUP, WIDGET_PLURAL, WIDGET_VERSION, Cluster
+from kubesim.polling import wait_for
+from tests.kubesim.contract_support import WIDGET_CRD_NAME, WIDGET_GROUP, WIDGET_PLURAL, WIDGET_VERSION, Cluster
+from tests.kubesim.contract_support import widget as _widget
 
 pytestmark = pytest.mark.realcluster
 
-BASE = f"/apis/{WIDGET_GROUP}/{WIDGET_VERSION}"
-
-
-def _widget(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{WIDGET_GROUP}/{WIDGET_VERSION}",
-        "kind": "Widget",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
-@pytest.fixture
-def widgets(cluster: Cluster, namespace: str) -> str:
-    cluster.widget_crd()
-    return f"{BASE}/namespaces/{namespace}/{WIDGET_PLURAL}"
+MERGE = "application/merge-patch+json"
 
 
 def test_defaults_are_applied_including_inside_arrays(cluster: Cluster, widgets: str) -> None:
@@ -177,3 +164,141 @@ def test_replacing_without_defaulted_fields_keeps_the_generation(cluster: Cluste
     assert status == 200
     assert replaced["spec"]["mode"] == "slow"
     assert replaced["metadata"]["generation"] == 1
+
+
+def test_create_while_the_crd_is_terminating_is_forbidden(cluster: Cluster, widgets: str) -> None:
+    cluster.http("POST", widgets, _widget("holder", finalizers=["example.com/hold"]))
+    crd = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{WIDGET_CRD_NAME}"
+    assert cluster.http("DELETE", crd)[0] == 200
+    try:
+        wait_for(lambda: "deletionTimestamp" in cluster.http("GET", crd)[1]["metadata"], message="CRD terminating")
+        status, body = cluster.http("POST", widgets, _widget("late"))
+        assert (status, body["reason"]) == (403, "Forbidden")
+        assert body["message"] == (
+            f'{WIDGET_PLURAL}.{WIDGET_GROUP} "late" is forbidden: '
+            "create not allowed while custom resource definition is terminating"
+        )
+        assert body["details"] == {"name": "late", "group": WIDGET_GROUP, "kind": WIDGET_PLURAL}
+    finally:
+        cluster.http("PATCH", f"{widgets}/holder", {"metadata": {"finalizers": None}}, content_type=MERGE)
+    wait_for(lambda: cluster.http("GET", crd)[0] == 404, timeout=30, message="the CRD gone with its last widget")
+
+
+def test_put_with_another_uid_conflicts_and_a_patch_cannot_change_it(cluster: Cluster, widgets: str) -> None:
+    _, created = cluster.http("POST", widgets, _widget("uid"))
+    stale = {**created, "metadata": {**created["metadata"], "uid": "00000000-0000-0000-0000-000000000000"}}
+    for path in (f"{widgets}/uid", f"{widgets}/uid/status"):
+        status, body = cluster.http("PUT", path, stale)
+        assert (status, body["reason"]) == (409, "Conflict")
+        assert (
+            "Precondition failed: UID in precondition: 00000000-0000-0000-0000-000000000000, "
+            f"UID in object meta: {created['metadata']['uid']}" in body["message"]
+        )
+        assert body["details"] == {"name": "uid", "group": WIDGET_GROUP, "kind": WIDGET_PLURAL}
+    status, body = cluster.http("PATCH", f"{widgets}/uid", {"metadata": {"uid": "x"}}, content_type=MERGE)
+    assert (status, body["reason"]) == (422, "Invalid")
+    assert {(c["field"], c["message"]) for c in body["details"]["causes"]} == {
+        ("metadata.uid", 'Invalid value: "x": field is immutable')
+    }
+
+
+CEL_SKIPPED = (
+    "Invalid value: null: some validation rules were not checked because the object was invalid; "
+    "correct the existing errors to complete validation"
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "causes"),
+    [
+        # A missing, mistyped or unsupported value (or too many items) keeps the CEL rules from running.
+        (
+            {"mode": "fast"},
+            [("spec.size", "FieldValueRequired", "Required value"), ("<nil>", "FieldValueInvalid", CEL_SKIPPED)],
+        ),
+        (
+            {"size": 9, "mode": "warp"},
+            [
+                ("spec.mode", "FieldValueNotSupported", 'Unsupported value: "warp": supported values: "fast", "slow"'),
+                ("<nil>", "FieldValueInvalid", CEL_SKIPPED),
+            ],
+        ),
+        # A value out of bounds does not: the rules run and report too.
+        (
+            {"size": 11, "mode": "fast"},
+            [
+                (
+                    "spec.size",
+                    "FieldValueInvalid",
+                    "Invalid value: 11: spec.size in body should be less than or equal to 10",
+                ),
+                ("spec", "FieldValueInvalid", "Invalid value: fast widgets are small"),
+            ],
+        ),
+        ({"size": 7, "mode": "fast"}, [("spec", "FieldValueInvalid", "Invalid value: fast widgets are small")]),
+    ],
+)
+def test_cel_rules_run_unless_the_schema_finds_a_blocking_error(
+    cluster: Cluster, widgets: str, spec: dict[str, Any], causes: list[tuple[str, str, str]]
+) -> None:
+    status, body = cluster.http("POST", widgets, _widget("cel", spec))
+    assert status == 422
+    assert [(c["field"], c["reason"], c["message"]) for c in body["details"]["causes"]] == causes
+    summary = ", ".join(f"{field}: {message}" for field, _, message in causes)
+    expected = f"[{summary}]" if len(causes) > 1 else summary
+    assert body["message"] == f'Widget.{WIDGET_GROUP} "cel" is invalid: {expected}'
+
+
+def _unknown(*paths: str) -> list[str]:
+    return [f'299 - "unknown field \\"{path}\\""' for path in paths]
+
+
+def test_pruned_unknown_fields_are_reported_in_warning_headers(cluster: Cluster, widgets: str) -> None:
+    body = {**_widget("warn", {"size": 1, "bogus": 1, "deep": {"x": 1}}), "extra": True, "status": {"odd": 1}}
+    body["metadata"]["bogusMeta"] = 1
+    status, created, warnings = cluster.http_with_warnings("POST", widgets, body)
+    assert status == 201
+    assert "bogus" not in created["spec"]
+    assert warnings == _unknown("metadata.bogusMeta", "extra", "spec.bogus", "spec.deep", "status.odd")
+
+    _, _, warnings = cluster.http_with_warnings("PATCH", f"{widgets}/warn", {"spec": {"zzz": 1}}, content_type=MERGE)
+    assert warnings == _unknown("spec.zzz")
+    current = cluster.http("GET", f"{widgets}/warn")[1]
+    current["spec"]["again"] = 2
+    status, _, warnings = cluster.http_with_warnings("PUT", f"{widgets}/warn", current)
+    assert (status, warnings) == (200, _unknown("spec.again"))
+    status, _, warnings = cluster.http_with_warnings(
+        "POST", f"{widgets}?fieldValidation=Ignore", _widget("quiet", {"size": 1, "bogus": 1})
+    )
+    assert (status, warnings) == (201, [])
+    status, _, warnings = cluster.http_with_warnings("POST", widgets, _widget("clean"))
+    assert (status, warnings) == (201, [])
+
+
+def test_strict_field_validation_names_every_unknown_field(cluster: Cluster, widgets: str) -> None:
+    status, body = cluster.http("POST", f"{widgets}?fieldValidation=Strict", _widget("s", {"size": 1, "q": 1, "a": 2}))
+    assert (status, body["reason"]) == (400, "BadRequest")
+    assert body["message"] == (
+        'Widget in version "v1" cannot be handled as a Widget: strict decoding error: '
+        'unknown field "spec.a", unknown field "spec.q"'
+    )
+
+
+def test_a_body_of_another_kind_is_invalid(cluster: Cluster, widgets: str) -> None:
+    status, body = cluster.http("POST", widgets, {**_widget("k"), "kind": "Gadget"})
+    assert (status, body["reason"]) == (422, "Invalid")
+    assert body["message"] == f'Gadget.{WIDGET_GROUP} "k" is invalid: kind: Invalid value: "Gadget": must be Widget'
+    assert body["details"] == {
+        "name": "k",
+        "group": WIDGET_GROUP,
+        "kind": "Gadget",
+        "causes": [
+            {"reason": "FieldValueInvalid", "message": 'Invalid value: "Gadget": must be Widget', "field": "kind"}
+        ],
+    }
+    status, body = cluster.http("POST", widgets, {**_widget("v"), "apiVersion": "other.example/v1"})
+    assert (status, body["reason"]) == (400, "BadRequest")
+    assert body["message"] == (
+        f"the API version in the data (other.example/v1) does not match the expected API version "
+        f"({WIDGET_GROUP}/{WIDGET_VERSION})"
+    )

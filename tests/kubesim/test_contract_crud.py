@@ -13,6 +13,7 @@ def _configmap(name: str, labels: dict[str, str] | None = None, **data: str) -> 
     return {"metadata": {"name": name, "labels": labels or {}}, "data": data}
 
 
+@pytest.mark.core_kinds
 def test_create_sets_metadata_and_namespace_from_the_url(cluster: Cluster, namespace: str) -> None:
     created = cluster.core.create_namespaced_config_map(namespace, _configmap("a", k="v"))
     meta = created.metadata
@@ -25,6 +26,7 @@ def test_create_sets_metadata_and_namespace_from_the_url(cluster: Cluster, names
     assert fetched.data == {"k": "v"}
 
 
+@pytest.mark.core_kinds
 def test_resource_versions_increase_across_resources(cluster: Cluster, namespace: str) -> None:
     first = cluster.core.create_namespaced_config_map(namespace, _configmap("one"))
     second = cluster.core.create_namespaced_secret(namespace, {"metadata": {"name": "two"}, "stringData": {"a": "b"}})
@@ -35,12 +37,14 @@ def test_resource_versions_increase_across_resources(cluster: Cluster, namespace
     assert second.data == {"a": "Yg=="}
 
 
+@pytest.mark.core_kinds
 def test_generate_name(cluster: Cluster, namespace: str) -> None:
     created = cluster.core.create_namespaced_config_map(namespace, {"metadata": {"generateName": "gen-"}})
     assert created.metadata.name.startswith("gen-")
     assert len(created.metadata.name) == len("gen-") + 5
 
 
+@pytest.mark.core_kinds
 def test_create_conflict_is_already_exists(cluster: Cluster, namespace: str) -> None:
     cluster.core.create_namespaced_config_map(namespace, _configmap("dup"))
     with pytest.raises(client.ApiException) as raised:
@@ -51,17 +55,20 @@ def test_create_conflict_is_already_exists(cluster: Cluster, namespace: str) -> 
     assert (status, body["reason"]) == (409, "AlreadyExists")
 
 
+@pytest.mark.core_kinds
 def test_create_in_a_missing_namespace_is_not_found(cluster: Cluster) -> None:
     status, body = cluster.http("POST", "/api/v1/namespaces/no-such-namespace/configmaps", _configmap("x"))
     assert (status, body["reason"]) == (404, "NotFound")
 
 
+@pytest.mark.core_kinds
 def test_namespace_mismatch_is_bad_request(cluster: Cluster, namespace: str) -> None:
     body = {"metadata": {"name": "x", "namespace": "elsewhere"}}
     status, answer = cluster.http("POST", f"/api/v1/namespaces/{namespace}/configmaps", body)
     assert (status, answer["reason"]) == (400, "BadRequest")
 
 
+@pytest.mark.core_kinds
 def test_update_with_stale_resource_version_conflicts(cluster: Cluster, namespace: str) -> None:
     created = cluster.core.create_namespaced_config_map(namespace, _configmap("u", k="1"))
     created.data = {"k": "2"}
@@ -80,12 +87,14 @@ def test_update_with_stale_resource_version_conflicts(cluster: Cluster, namespac
     assert "the object has been modified" in body["message"]
 
 
+@pytest.mark.core_kinds
 def test_noop_update_keeps_the_resource_version(cluster: Cluster, namespace: str) -> None:
     created = cluster.core.create_namespaced_config_map(namespace, _configmap("same", k="1"))
     again = cluster.core.replace_namespaced_config_map("same", namespace, created)
     assert again.metadata.resource_version == created.metadata.resource_version
 
 
+@pytest.mark.core_kinds
 def test_list_with_label_selectors(cluster: Cluster, namespace: str) -> None:
     cluster.core.create_namespaced_config_map(namespace, _configmap("a", {"tier": "web", "env": "prod"}))
     cluster.core.create_namespaced_config_map(namespace, _configmap("b", {"tier": "db", "env": "prod"}))
@@ -106,6 +115,7 @@ def test_list_with_label_selectors(cluster: Cluster, namespace: str) -> None:
     assert (status, body["reason"]) == (400, "BadRequest")
 
 
+@pytest.mark.core_kinds
 def test_list_with_field_selectors(cluster: Cluster, namespace: str) -> None:
     cluster.core.create_namespaced_config_map(namespace, _configmap("x1"))
     cluster.core.create_namespaced_config_map(namespace, _configmap("x2"))
@@ -119,6 +129,7 @@ def test_list_with_field_selectors(cluster: Cluster, namespace: str) -> None:
     assert [(i.metadata.namespace, i.metadata.name) for i in everywhere] == [(namespace, "x2")]
 
 
+@pytest.mark.core_kinds
 def test_pod_field_selectors_on_node_and_phase(cluster: Cluster, namespace: str) -> None:
     node = cluster.ready_node()
     pod = {
@@ -136,6 +147,7 @@ def test_pod_field_selectors_on_node_and_phase(cluster: Cluster, namespace: str)
     assert [p.metadata.name for p in not_failed] == ["p"]
 
 
+@pytest.mark.core_kinds
 def test_list_pages_with_limit_and_continue(cluster: Cluster, namespace: str) -> None:
     for index in range(7):
         cluster.core.create_namespaced_config_map(namespace, _configmap(f"page-{index}"))
@@ -154,6 +166,7 @@ def test_list_pages_with_limit_and_continue(cluster: Cluster, namespace: str) ->
     assert pages >= 3
 
 
+@pytest.mark.core_kinds
 def test_list_reports_a_resource_version(cluster: Cluster, namespace: str) -> None:
     created = cluster.core.create_namespaced_config_map(namespace, _configmap("rv"))
     listed = cluster.core.list_namespaced_config_map(namespace)
@@ -161,6 +174,7 @@ def test_list_reports_a_resource_version(cluster: Cluster, namespace: str) -> No
     assert listed.kind == "ConfigMapList"
 
 
+@pytest.mark.core_kinds
 def test_delete_and_deletecollection(cluster: Cluster, namespace: str) -> None:
     for name, tier in (("d1", "a"), ("d2", "a"), ("d3", "b")):
         cluster.core.create_namespaced_config_map(namespace, _configmap(name, {"tier": tier}))
@@ -177,6 +191,7 @@ def test_delete_and_deletecollection(cluster: Cluster, namespace: str) -> None:
     assert "d2" not in left
 
 
+@pytest.mark.core_kinds
 def test_delete_preconditions(cluster: Cluster, namespace: str) -> None:
     created = cluster.core.create_namespaced_config_map(namespace, _configmap("pre"))
     status, body = cluster.http(
@@ -193,6 +208,7 @@ def test_delete_preconditions(cluster: Cluster, namespace: str) -> None:
     assert status == 200
 
 
+@pytest.mark.core_kinds
 def test_dry_run_changes_nothing(cluster: Cluster, namespace: str) -> None:
     created = cluster.core.create_namespaced_config_map(namespace, _configmap("dry"), dry_run="All")
     assert created.metadata.name == "dry"
@@ -203,6 +219,7 @@ def test_dry_run_changes_nothing(cluster: Cluster, namespace: str) -> None:
     assert cluster.core.read_namespaced_config_map("dry", namespace).metadata.uid == real.metadata.uid
 
 
+@pytest.mark.core_kinds
 def test_cluster_scoped_and_namespace_lifecycle(cluster: Cluster) -> None:
     name = cluster.namespace()
     namespace = cluster.core.read_namespace(name)
@@ -224,6 +241,7 @@ def test_cluster_scoped_and_namespace_lifecycle(cluster: Cluster) -> None:
     assert status == 404
 
 
+@pytest.mark.core_kinds
 def test_unsupported_field_labels_are_rejected(cluster: Cluster, namespace: str) -> None:
     status, body = cluster.http("GET", f"/api/v1/namespaces/{namespace}/configmaps?fieldSelector=data.a%3D1")
     assert (status, body["reason"]) == (400, "BadRequest")
@@ -236,6 +254,7 @@ def test_unsupported_field_labels_are_rejected(cluster: Cluster, namespace: str)
     assert status == 400
 
 
+@pytest.mark.core_kinds
 def test_crd_selectable_fields(cluster: Cluster, namespace: str) -> None:
     group = "selectable.kubesim.test"
     crd = {
@@ -280,6 +299,7 @@ def test_crd_selectable_fields(cluster: Cluster, namespace: str) -> None:
     cluster.extensions.delete_custom_resource_definition(f"colors.{group}")
 
 
+@pytest.mark.core_kinds
 def test_immutable_fields(cluster: Cluster, namespace: str) -> None:
     daemonset = {
         "metadata": {"name": "fixed"},
@@ -324,6 +344,7 @@ def test_immutable_fields(cluster: Cluster, namespace: str) -> None:
     assert status == 200
 
 
+@pytest.mark.core_kinds
 def test_service_keeps_its_cluster_ip(cluster: Cluster, namespace: str) -> None:
     created = cluster.core.create_namespaced_service(
         namespace, {"metadata": {"name": "svc"}, "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}
@@ -350,6 +371,7 @@ def test_service_keeps_its_cluster_ip(cluster: Cluster, namespace: str) -> None:
     assert (status, body["reason"]) == (422, "Invalid")
 
 
+@pytest.mark.core_kinds
 @pytest.mark.parametrize(
     ("labels", "annotations"),
     [
@@ -369,6 +391,7 @@ def test_label_and_annotation_syntax_is_checked(
     assert answer["details"]["causes"][0]["field"] in ("metadata.labels", "metadata.annotations")
 
 
+@pytest.mark.core_kinds
 def test_valid_labels_are_accepted(cluster: Cluster, namespace: str) -> None:
     labels = {"kmm.node.kubernetes.io/version-module.onload.onload": "8.1.2.26", "empty": "", "a_b-c.d": "x" * 63}
     status, _ = cluster.http(

@@ -62,6 +62,7 @@ def _wait_for_budget(cluster: Cluster, namespace: str, name: str, healthy: int) 
     wait_for(counted, timeout=60)
 
 
+@pytest.mark.core_kinds
 def test_eviction_without_a_budget_is_allowed(cluster: Cluster, namespace: str) -> None:
     (name,) = _ready_pods(cluster, namespace, 1)
     status, body = _evict(cluster, namespace, name)
@@ -70,6 +71,7 @@ def test_eviction_without_a_budget_is_allowed(cluster: Cluster, namespace: str) 
     wait_for(lambda: _gone(cluster, namespace, name), timeout=60)
 
 
+@pytest.mark.core_kinds
 def test_min_available_blocks_with_429_and_a_disruption_budget_cause(cluster: Cluster, namespace: str) -> None:
     names = _ready_pods(cluster, namespace, 2)
     cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("pdb", minAvailable=2))
@@ -82,6 +84,7 @@ def test_min_available_blocks_with_429_and_a_disruption_budget_cause(cluster: Cl
     assert not _gone(cluster, namespace, names[0])
 
 
+@pytest.mark.core_kinds
 def test_min_available_allows_one_then_blocks(cluster: Cluster, namespace: str) -> None:
     names = _ready_pods(cluster, namespace, 3)
     cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("pdb", minAvailable=2))
@@ -92,6 +95,7 @@ def test_min_available_allows_one_then_blocks(cluster: Cluster, namespace: str) 
     assert _evict(cluster, namespace, names[1])[0] == 429
 
 
+@pytest.mark.core_kinds
 @pytest.mark.parametrize(
     ("spec", "allowed"),
     [
@@ -110,6 +114,7 @@ def test_budget_forms_for_bare_pods(cluster: Cluster, namespace: str, spec: dict
     assert status == (201 if allowed else 429)
 
 
+@pytest.mark.core_kinds
 def test_budget_status_is_kept_current(cluster: Cluster, namespace: str) -> None:
     names = _ready_pods(cluster, namespace, 3)
     cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("pdb", minAvailable=1))
@@ -129,6 +134,7 @@ def test_budget_status_is_kept_current(cluster: Cluster, namespace: str) -> None
     assert [(c.type, c.status, c.reason) for c in conditions] == [("DisruptionAllowed", "True", "SufficientPods")]
 
 
+@pytest.mark.core_kinds
 def test_max_unavailable_for_daemonset_pods_cannot_be_computed(cluster: Cluster, namespace: str) -> None:
     cluster.apps.create_namespaced_daemon_set(
         namespace,
@@ -163,17 +169,20 @@ def test_max_unavailable_for_daemonset_pods_cannot_be_computed(cluster: Cluster,
     assert (status, body["details"]["causes"][0]["reason"]) == (429, "DisruptionBudget")
 
 
+@pytest.mark.core_kinds
 def test_budget_of_other_pods_does_not_apply(cluster: Cluster, namespace: str) -> None:
     (name,) = _ready_pods(cluster, namespace, 1)
     cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("other", app="other", minAvailable=5))
     assert _evict(cluster, namespace, name)[0] == 201
 
 
+@pytest.mark.core_kinds
 def test_eviction_of_a_missing_pod_is_404(cluster: Cluster, namespace: str) -> None:
     status, body = _evict(cluster, namespace, "missing")
     assert (status, body["reason"]) == (404, "NotFound")
 
 
+@pytest.mark.core_kinds
 def test_two_budgets_are_an_error(cluster: Cluster, namespace: str) -> None:
     (name,) = _ready_pods(cluster, namespace, 1)
     cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("one", minAvailable=0))
@@ -183,6 +192,7 @@ def test_two_budgets_are_an_error(cluster: Cluster, namespace: str) -> None:
     assert status == 500
 
 
+@pytest.mark.core_kinds
 def test_official_client_eviction(cluster: Cluster, namespace: str) -> None:
     names = _ready_pods(cluster, namespace, 1)
     cluster.policy.create_namespaced_pod_disruption_budget(namespace, _budget("pdb", minAvailable=1))
@@ -193,6 +203,7 @@ def test_official_client_eviction(cluster: Cluster, namespace: str) -> None:
     assert raised.value.status == 429
 
 
+@pytest.mark.core_kinds
 def test_pending_pod_is_evicted_despite_the_budget(cluster: Cluster, namespace: str) -> None:
     pod = _pod("pending", "no-such-node")
     cluster.core.create_namespaced_pod(namespace, pod)
@@ -200,6 +211,7 @@ def test_pending_pod_is_evicted_despite_the_budget(cluster: Cluster, namespace: 
     assert _evict(cluster, namespace, "pending")[0] == 201
 
 
+@pytest.mark.core_kinds
 def test_pod_status_subresource(cluster: Cluster, namespace: str) -> None:
     cluster.core.create_namespaced_pod(namespace, _pod("st", "no-such-node"))
     status, body = cluster.http(
@@ -221,6 +233,7 @@ def test_pod_status_subresource(cluster: Cluster, namespace: str) -> None:
     assert body["status"]["phase"] == "Pending"
 
 
+@pytest.mark.core_kinds
 def test_pod_spec_is_immutable_but_for_images(cluster: Cluster, namespace: str) -> None:
     cluster.core.create_namespaced_pod(namespace, _pod("immutable", "no-such-node"))
     path = f"/api/v1/namespaces/{namespace}/pods/immutable"
@@ -235,6 +248,7 @@ def test_pod_spec_is_immutable_but_for_images(cluster: Cluster, namespace: str) 
     assert body["details"]["causes"][0]["field"] == "spec"
 
 
+@pytest.mark.core_kinds
 def test_binding_assigns_a_node_once(cluster: Cluster, namespace: str) -> None:
     unscheduled = _pod("unbound", "ignored")
     del unscheduled["spec"]["nodeName"]

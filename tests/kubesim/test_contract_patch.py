@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.kubesim.contract_support import PAUSE_IMAGE, Cluster
+from tests.kubesim.contract_support import PAUSE_IMAGE, Cluster, widget
 
 pytestmark = pytest.mark.realcluster
 
@@ -44,6 +44,7 @@ def _daemonset(name: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.core_kinds
 def test_merge_patch_merges_objects_and_deletes_nulls(cluster: Cluster, namespace: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     cluster.http("POST", path, {"metadata": {"name": "m", "labels": {"a": "1", "b": "2"}}, "data": {"x": "1"}})
@@ -55,6 +56,7 @@ def test_merge_patch_merges_objects_and_deletes_nulls(cluster: Cluster, namespac
     assert patched["data"] == {"x": "1", "y": "2"}
 
 
+@pytest.mark.core_kinds
 def test_json_patch_with_test_move_copy(cluster: Cluster, namespace: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     cluster.http("POST", path, {"metadata": {"name": "j"}, "data": {"a": "1"}})
@@ -75,6 +77,7 @@ def test_json_patch_with_test_move_copy(cluster: Cluster, namespace: str) -> Non
     assert (status, body["reason"]) == (422, "Invalid")
 
 
+@pytest.mark.core_kinds
 def test_json_patch_test_on_resource_version_guards_concurrent_writes(cluster: Cluster, namespace: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     _, created = cluster.http("POST", path, {"metadata": {"name": "rv"}, "data": {"a": "1"}})
@@ -89,6 +92,7 @@ def test_json_patch_test_on_resource_version_guards_concurrent_writes(cluster: C
     assert status == 422
 
 
+@pytest.mark.core_kinds
 def test_strategic_merge_patch_merges_lists_by_key(cluster: Cluster, namespace: str) -> None:
     cluster.apps.create_namespaced_daemon_set(namespace, _daemonset("smp"))
     patch = {
@@ -120,6 +124,7 @@ def test_strategic_merge_patch_merges_lists_by_key(cluster: Cluster, namespace: 
     assert patched["metadata"]["generation"] == 2
 
 
+@pytest.mark.core_kinds
 def test_strategic_merge_patch_replace_directive_and_conditions(cluster: Cluster, namespace: str) -> None:
     cluster.apps.create_namespaced_daemon_set(namespace, _daemonset("rep"))
     patch = {"spec": {"template": {"spec": {"volumes": [{"name": "only", "emptyDir": {}}, {"$patch": "replace"}]}}}}
@@ -130,6 +135,7 @@ def test_strategic_merge_patch_replace_directive_and_conditions(cluster: Cluster
     assert [v["name"] for v in patched["spec"]["template"]["spec"]["volumes"]] == ["only"]
 
 
+@pytest.mark.core_kinds
 def test_official_client_patch_uses_strategic_merge_for_built_ins(cluster: Cluster, namespace: str) -> None:
     cluster.apps.create_namespaced_daemon_set(namespace, _daemonset("client"))
     patched = cluster.apps.patch_namespaced_daemon_set(
@@ -141,6 +147,7 @@ def test_official_client_patch_uses_strategic_merge_for_built_ins(cluster: Clust
     assert images == {"main": "registry.k8s.io/pause:3.10", "side": PAUSE_IMAGE}
 
 
+@pytest.mark.core_kinds
 def test_server_side_apply_creates_merges_and_removes_owned_fields(cluster: Cluster, namespace: str) -> None:
     def apply(data: dict[str, str], manager: str = "tool-a", force: bool = False) -> Any:
         body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data}
@@ -161,14 +168,57 @@ def test_server_side_apply_creates_merges_and_removes_owned_fields(cluster: Clus
     assert forced.data["a"] == "changed"
 
 
-def test_server_side_apply_needs_a_field_manager(cluster: Cluster, namespace: str) -> None:
-    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "nomanager"}, "data": {}}
-    status, answer = cluster.http(
-        "PATCH", f"/api/v1/namespaces/{namespace}/configmaps/nomanager", body, content_type=APPLY
+def test_server_side_apply_needs_a_field_manager(cluster: Cluster, widgets: str) -> None:
+    status, answer = cluster.http("PATCH", f"{widgets}/nomanager", widget("nomanager"), content_type=APPLY)
+    assert (status, answer["reason"]) == (422, "Invalid")
+    assert answer["message"] == (
+        'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
     )
-    assert (status, answer["reason"]) == (400, "BadRequest")
+    assert answer["details"] == {
+        "group": "meta.k8s.io",
+        "kind": "PatchOptions",
+        "causes": [
+            {
+                "reason": "FieldValueRequired",
+                "message": "Required value: is required for apply patch",
+                "field": "fieldManager",
+            }
+        ],
+    }
 
 
+def test_server_side_apply_merges_list_map_items_of_two_managers(cluster: Cluster, widgets: str) -> None:
+    assert cluster.http("PATCH", f"{widgets}/conds?fieldManager=a", widget("conds"), content_type=APPLY)[0] == 201
+
+    def apply_conditions(manager: str, *conditions: tuple[str, str]) -> tuple[int, Any]:
+        body = {**widget("conds"), "status": {"conditions": [{"type": t, "status": s} for t, s in conditions]}}
+        del body["spec"]
+        return cluster.http("PATCH", f"{widgets}/conds/status?fieldManager={manager}", body, content_type=APPLY)
+
+    assert apply_conditions("a", ("A", "True"))[0] == 200
+    status, merged = apply_conditions("b", ("B", "False"))
+    assert status == 200
+    assert merged["status"]["conditions"] == [{"type": "A", "status": "True"}, {"type": "B", "status": "False"}]
+    owned = {
+        entry["manager"]: entry["fieldsV1"]
+        for entry in merged["metadata"]["managedFields"]
+        if entry.get("subresource") == "status"
+    }
+    assert owned == {
+        manager: {"f:status": {"f:conditions": {f'k:{{"type":"{t}"}}': {".": {}, "f:status": {}, "f:type": {}}}}}
+        for manager, t in (("a", "A"), ("b", "B"))
+    }
+    # Each manager changes and removes only its own item; another's item is a conflict unless forced.
+    status, changed = apply_conditions("a", ("A", "False"))
+    assert [c["status"] for c in changed["status"]["conditions"]] == ["False", "False"]
+    status, conflict = apply_conditions("a", ("B", "True"))
+    assert (status, conflict["reason"]) == (409, "Conflict")
+    status, released = apply_conditions("b")
+    assert status == 200
+    assert released["status"]["conditions"] == [{"type": "A", "status": "False"}]
+
+
+@pytest.mark.core_kinds
 def test_server_side_apply_of_yaml_and_list_items(cluster: Cluster, namespace: str) -> None:
     yaml_body = f"""
 apiVersion: apps/v1
@@ -196,6 +246,7 @@ spec:
     assert [c["name"] for c in again["spec"]["template"]["spec"]["containers"]] == ["renamed"]
 
 
+@pytest.mark.core_kinds
 def test_unsupported_patch_content_type(cluster: Cluster, namespace: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     cluster.http("POST", path, {"metadata": {"name": "ct"}})
@@ -203,6 +254,7 @@ def test_unsupported_patch_content_type(cluster: Cluster, namespace: str) -> Non
     assert (status, body["reason"]) == (415, "UnsupportedMediaType")
 
 
+@pytest.mark.core_kinds
 def test_ordinary_writes_record_update_managers_that_apply_conflicts_with(cluster: Cluster, namespace: str) -> None:
     created = cluster.core.create_namespaced_config_map(
         namespace, {"metadata": {"name": "owned"}, "data": {"a": "1", "b": "2"}}, field_manager="creator"
@@ -230,6 +282,7 @@ def test_ordinary_writes_record_update_managers_that_apply_conflicts_with(cluste
     assert "f:a" not in managers["creator"].fields_v1["f:data"]
 
 
+@pytest.mark.core_kinds
 def test_a_patch_takes_over_the_fields_it_changes(cluster: Cluster, namespace: str) -> None:
     applied = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "drift"}, "data": {"a": "1"}}
     cluster.core.patch_namespaced_config_map("drift", namespace, applied, field_manager="operator", _content_type=APPLY)
@@ -241,6 +294,7 @@ def test_a_patch_takes_over_the_fields_it_changes(cluster: Cluster, namespace: s
     assert again.data == {"a": "edited"}
 
 
+@pytest.mark.core_kinds
 def test_repeating_an_apply_changes_nothing(cluster: Cluster, namespace: str) -> None:
     applied = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "same"}, "data": {"a": "1"}}
     first = cluster.core.patch_namespaced_config_map("same", namespace, applied, field_manager="m", _content_type=APPLY)
@@ -248,3 +302,32 @@ def test_repeating_an_apply_changes_nothing(cluster: Cluster, namespace: str) ->
         "same", namespace, applied, field_manager="m", _content_type=APPLY
     )
     assert second.metadata.resource_version == first.metadata.resource_version
+
+
+def test_merge_and_json_patches_of_custom_resources(cluster: Cluster, widgets: str) -> None:
+    cluster.http("POST", widgets, widget("p", {"size": 2, "extra": {"a": 1, "b": {"c": 2}}}, labels={"x": "1"}))
+    status, merged = cluster.http(
+        "PATCH",
+        f"{widgets}/p",
+        {"metadata": {"labels": {"x": None, "y": "2"}}, "spec": {"extra": {"a": None, "b": {"d": 3}}}},
+        content_type=MERGE,
+    )
+    assert status == 200
+    assert merged["metadata"]["labels"] == {"y": "2"}
+    assert merged["spec"]["extra"] == {"b": {"c": 2, "d": 3}}
+    assert merged["metadata"]["generation"] == 2
+    version = merged["metadata"]["resourceVersion"]
+    operations = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+        {"op": "replace", "path": "/spec/size", "value": 3},
+        {"op": "add", "path": "/spec/ports", "value": [{"port": 80}]},
+    ]
+    status, patched = cluster.http("PATCH", f"{widgets}/p", operations, content_type=JSON_PATCH)
+    assert status == 200
+    assert (patched["spec"]["size"], patched["spec"]["ports"]) == (3, [{"port": 80, "protocol": "TCP"}])
+    status, failed = cluster.http("PATCH", f"{widgets}/p", operations, content_type=JSON_PATCH)
+    assert (status, failed["reason"]) == (422, "Invalid")  # the test operation fails: the version has changed
+    status, invalid = cluster.http(
+        "PATCH", f"{widgets}/p", [{"op": "replace", "path": "/spec/size", "value": 99}], content_type=JSON_PATCH
+    )
+    assert (status, invalid["reason"]) == (422, "Invalid")

@@ -185,3 +185,44 @@ def test_errors_read_like_a_cluster(kubectl: Kubectl) -> None:
     missing = kubectl("get", "configmap", "does-not-exist", check=False)
     assert missing.returncode != 0
     assert 'configmaps "does-not-exist" not found' in missing.stderr
+
+
+def test_create_subcommands_that_send_protobuf(kubectl: Kubectl) -> None:
+    assert kubectl("create", "namespace", "made-by-kubectl").stdout.strip() == "namespace/made-by-kubectl created"
+    namespace = ("-n", "made-by-kubectl")
+    kubectl("create", "configmap", "cm", "--from-literal=mode=fast", "--from-literal=size=3", *namespace)
+    kubectl("create", "secret", "generic", "token", "--from-literal=key=s3cret", *namespace)
+    kubectl("create", "serviceaccount", "robot", *namespace)
+    data = kubectl("get", "configmap", "cm", "-o", "jsonpath={.data}", *namespace).stdout
+    assert yaml.safe_load(data) == {"mode": "fast", "size": "3"}
+    secret = kubectl("get", "secret", "token", "-o", "jsonpath={.data.key}", *namespace).stdout
+    assert secret == "czNjcmV0"  # base64 of s3cret
+    assert kubectl("get", "serviceaccount", "robot", "-o", "name", *namespace).stdout.strip() == "serviceaccount/robot"
+    refused = kubectl("create", "deployment", "web", "--image=nginx", *namespace, check=False)
+    assert refused.returncode != 0
+    assert "kubectl create -f or kubectl apply -f" in refused.stderr
+
+
+def test_logs_say_the_pod_is_simulated_and_events_list(kubectl: Kubectl) -> None:
+    kubectl("run", "lonely", "--image=registry.k8s.io/pause:3.9")  # no scheduler here: it stays Pending
+    assert kubectl("logs", "lonely").stdout == (
+        "kubesim: pod default/lonely (container lonely) is simulated: "
+        "its containers are never run, so there is no log\n"
+    )
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "lonely.1"},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "lonely", "namespace": "default"},
+        "reason": "Poked",
+        "message": "poked by the test",
+        "type": "Normal",
+        "firstTimestamp": "2026-01-01T00:00:00Z",
+        "lastTimestamp": "2026-01-01T00:00:00Z",
+        "count": 1,
+    }
+    kubectl("create", "-f", "-", stdin=yaml.safe_dump(event))
+    events = kubectl("get", "events").stdout.splitlines()
+    assert events[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert any(line.split()[1:4] == ["Normal", "Poked", "pod/lonely"] for line in events[1:])
+    kubectl("delete", "pod", "lonely", "--wait=false")

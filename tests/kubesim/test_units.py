@@ -238,7 +238,7 @@ def test_fields_v1_round_trip_with_keyed_items() -> None:
         "metadata": {"name": "p", "labels": {"a": "b"}, "finalizers": ["x"]},
         "spec": {"containers": [{"name": "c", "image": "i"}], "tolerations": [{"key": "k"}]},
     }
-    paths = apply.field_paths(applied, keyed=True)
+    paths = apply.field_paths(applied, apply.BUILTIN_LISTS)
     assert ("f:spec", "f:containers", 'k:{"name":"c"}', "f:image") in paths
     assert ("f:spec", "f:tolerations") in paths
     assert ("f:metadata", "f:finalizers", 'v:"x"') in paths

@@ -11,6 +11,7 @@ from kubesim.controllers import ControllerSettings
 from kubesim.polling import wait_for
 from kubesim.store import EvictedPod
 from kubesim.testing import KubesimCluster
+from tests.kubesim.controllers.sim_helpers import module
 
 SETTINGS = ControllerSettings(pod_start_delay=0.01, pod_stop_delay=0.01, kmm_load_delay=0.02, kmm_unload_delay=0.01)
 READY = "kmm.node.kubernetes.io/{ns}.onload-module.ready"
@@ -70,22 +71,10 @@ def test_kmm_load_failure_through_the_fixture(kubesim: KubesimCluster, kubesim_n
     custom = cast(Any, client.CustomObjectsApi())
     ns = kubesim_namespace
     kubesim.kmm.fail_load("worker-1", "1")
-    module = {
-        "apiVersion": "kmm.sigs.x-k8s.io/v1beta1",
-        "kind": "Module",
-        "metadata": {"name": "onload-module"},
-        "spec": {
-            "selector": {"node-role.kubernetes.io/worker": ""},
-            "moduleLoader": {
-                "container": {
-                    "modprobe": {"moduleName": "onload"},
-                    "kernelMappings": [{"regexp": ".", "containerImage": "onload:${KERNEL_FULL_VERSION}"}],
-                    "version": "1",
-                }
-            },
-        },
-    }
-    custom.create_namespaced_custom_object("kmm.sigs.x-k8s.io", "v1beta1", ns, "modules", module)
+    manifest = module(
+        namespace=ns, mappings=[{"regexp": ".", "containerImage": "onload:${KERNEL_FULL_VERSION}"}], version="1"
+    )
+    custom.create_namespaced_custom_object("kmm.sigs.x-k8s.io", "v1beta1", ns, "modules", manifest)
     for node in ("worker-0", "worker-1"):
         core.patch_node(node, {"metadata": {"labels": {VERSION.format(ns=ns): "1"}}})
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from kubesim.controllers import Controllers, ControllerSettings, start_controllers
-from kubesim.controllers.kmm import container_image, excluded_by_taints, kernel_mapping_for
+from kubesim.controllers.kmm_module import container_image, excluded_by_taints, kernel_mapping_for
 from kubesim.objectstore import WatchEvent
 from tests.kubesim.controllers.sim_fake_store import FakeStore
 from tests.kubesim.controllers.sim_helpers import add_nodes, module, wait_for
