@@ -61,12 +61,12 @@ def onload_body() -> dict[str, Any]:
 class Bench:
     """kubesim with a request counter, and API clients for it."""
 
-    def __init__(self, nodes: int, workdir: Path) -> None:
+    def __init__(self, nodes: int, workdir: Path, controllers: ControllerSettings = CONTROLLERS) -> None:
         self.requests: list[tuple[str, str]] = []
         self.sim = Simulator(
             nodes=f"worker-[0-{nodes - 1}]:labels=node-role.kubernetes.io/worker=",
             crds=[ROOT / "crds"],
-            controllers=CONTROLLERS,
+            controllers=controllers,
         )
 
         @web.middleware
@@ -113,7 +113,7 @@ def rss_kib(pid: int) -> int:
 class OperatorProcess:
     """``python -m onload_operator`` against the bench cluster, in its own process as in a real deployment."""
 
-    def __init__(self, bench: Bench) -> None:
+    def __init__(self, bench: Bench, *options: str) -> None:
         self.metrics_port = free_port()
         env = {**os.environ, "DEVICE_PLUGIN_IMG": "dp:1", "KUBECONFIG": str(bench.kubeconfig)}
         self.process = subprocess.Popen(
@@ -125,6 +125,7 @@ class OperatorProcess:
                 "--metrics-address=127.0.0.1",
                 "--liveness=none",
                 "--log-format=json",
+                *options,
             ],
             env=env,
             stdout=subprocess.DEVNULL,

@@ -189,7 +189,8 @@ async def _with_pods(context: OperatorContext, key: CrKey, snapshot: Snapshot) -
         snapshot = dataclasses.replace(snapshot, device_plugin_nodes=found)
     waiting = needs_pods(*key, snapshot.nodes)
     if waiting:
-        pods = {node: tuple(await asyncio.to_thread(pods_on_node, context.kube, node)) for node in waiting}
+        listed = await asyncio.gather(*(asyncio.to_thread(pods_on_node, context.kube, node) for node in waiting))
+        pods = {node: tuple(on_node) for node, on_node in zip(waiting, listed, strict=True)}
         snapshot = dataclasses.replace(snapshot, pods=pods)
     return snapshot
 

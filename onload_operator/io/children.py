@@ -82,7 +82,7 @@ def apply_child(kube: Kube, action: ApplyChild) -> JsonObject:
             ),
         )
     except ApiException as error:
-        if error.status == 404 and kind == "Module":  # apply creates missing objects: the resource itself is missing
+        if kind == "Module" and kmm_missing(error):
             raise KmmMissingError() from error
         raise
     log.info("applied %s %s/%s (%s)", kind, metadata["namespace"], metadata["name"], action.reason)
@@ -135,3 +135,9 @@ def delete_child(kube: Kube, namespace: str, action: DeleteChild) -> bool:
         raise
     log.info("deleting %s %s/%s, its pods first", action.kind, namespace, action.name)
     return True
+
+
+def kmm_missing(error: ApiException) -> bool:
+    """Whether a Module apply failed because KMM's CRD is not served: missing (404; an apply creates missing
+    objects, so the resource itself is), or being deleted (403, "custom resource definition is terminating")."""
+    return error.status == 404 or (error.status == 403 and "definition is terminating" in str(error.body or ""))

@@ -39,7 +39,7 @@ from onload_operator.render import names
 
 log = logging.getLogger(__name__)
 
-NODE_PATCH_WORKERS = CONNECTIONS // 2
+WRITE_WORKERS = CONNECTIONS // 2
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,20 @@ class Executed:
     """The outcome of every EvictPod and DeletePod, in order."""
 
 
+NODES, PODS, EVENTS = "nodes", "pods", "events"
+
+
+def _batch_kind(action: Action) -> str | None:
+    """Which parallel batch an action joins with its neighbours of the same kind; None runs it alone."""
+    if isinstance(action, PatchNode):
+        return NODES
+    if isinstance(action, EvictPod | DeletePod):
+        return PODS
+    if isinstance(action, PostEvent):
+        return EVENTS
+    return None
+
+
 class Executor:
     """Carries out actions for one operator process; thread-safe (reconciles of different CRs run in parallel)."""
 
@@ -59,7 +73,7 @@ class Executor:
         self.kube = kube
         self.instance = instance
         """The reporting instance of the Events (the pod's name)."""
-        self._pool = ThreadPoolExecutor(NODE_PATCH_WORKERS, thread_name_prefix="node-patch")
+        self._pool = ThreadPoolExecutor(WRITE_WORKERS, thread_name_prefix="writes")
         self._lock = threading.Lock()
         self._applied: dict[tuple[str, str, str], LastApplied] = {}
 
@@ -72,25 +86,34 @@ class Executor:
             return {(kind, name): last for (ns, kind, name), last in self._applied.items() if ns == namespace}
 
     def run(self, namespace: str, name: str, actions: Sequence[Action]) -> Executed:
-        """Carry out ``actions`` for the CR ``namespace/name`` (the owner of children, the status and Events)."""
+        """Carry out ``actions`` for the CR ``namespace/name`` (the owner of children, the status and Events).
+
+        Consecutive node patches, consecutive evictions (and pod deletions) and consecutive Events each run as one
+        parallel batch; every other action runs alone, in order.
+        """
         writes = 0
         evictions: list[EvictionResult] = []
-        for is_node_patch, group in itertools.groupby(actions, key=lambda action: isinstance(action, PatchNode)):
+        for kind, group in itertools.groupby(actions, key=_batch_kind):
             batch = list(group)
-            if is_node_patch:
+            if kind == NODES:
                 self._patch_nodes([a for a in batch if isinstance(a, PatchNode)])
                 writes += len(batch)
-                continue
-            for action in batch:
-                if isinstance(action, EvictPod):
-                    evictions.append(evict_pod(self.kube, action))
-                    writes += 1
-                elif isinstance(action, DeletePod):
-                    evictions.append(delete_pod(self.kube, action))
-                    writes += 1
-                else:
-                    writes += self._write(namespace, name, action)
+            elif kind == PODS:
+                results = list(self._pool.map(self._evict_or_delete, batch))
+                evictions += results
+                writes += len(results)
+            elif kind == EVENTS:
+                writes += sum(self._pool.map(lambda event: self._write(namespace, name, event), batch))
+            else:
+                writes += sum(self._write(namespace, name, action) for action in batch)
         return Executed(writes, tuple(evictions))
+
+    def _evict_or_delete(self, action: Action) -> EvictionResult:
+        if isinstance(action, EvictPod):
+            return evict_pod(self.kube, action)
+        if isinstance(action, DeletePod):
+            return delete_pod(self.kube, action)
+        raise TypeError(f"not a pod action: {action!r}")
 
     def _write(self, namespace: str, name: str, action: Action) -> int:
         if isinstance(action, ApplyChild):

@@ -268,7 +268,9 @@ def _plan_valid(
         rollout_waiting=rollout.waiting,
     )
     events += _node_events(ref, namespace, name, revisions.target, nodes.patches)
-    return observation, [*children.deletes, *child_writes, *rollout.actions, *nodes.patches], events
+    events += rollout.events
+    # Node-label patches and the upgrade's node patches form one parallel batch, then the upgrade's evictions.
+    return observation, [*children.deletes, *child_writes, *nodes.patches, *rollout.actions], events
 
 
 def _moment(now: str) -> datetime:

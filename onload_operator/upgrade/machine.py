@@ -75,6 +75,9 @@ class RolloutInput:
 @dataclass(frozen=True)
 class RolloutPlan:
     actions: tuple[Action, ...]
+    """Node patches first, then the evictions (and pod deletions) they announce."""
+    events: tuple[PostEvent, ...]
+    """An Event on the CR and on the Node for each node transition, posted after the writes."""
     owned: frozenset[str]
     """Nodes in the upgrade's hands: the steady-state label protocol leaves them alone."""
     summary: Summary | None
@@ -102,6 +105,10 @@ class _Rollout:
         }
         self.target_plugin = names.device_plugin_revision_name(name, self.target)
         self.actions: list[Action] = []
+        """Node patches: each persists a node's state with, or before, its side effect."""
+        self.pod_actions: list[EvictPod | DeletePod] = []
+        """Evictions and deletions, run after every node patch of the pass (so after their node's step is stored)."""
+        self.events: list[PostEvent] = []
         self.states: dict[str, NodeUpgrade] = {}
         self.written: set[str] = set()
         """Nodes patched in this pass: each node moves at most one step per reconcile."""
@@ -139,9 +146,9 @@ class _Rollout:
 
     def _event(self, node: str, type_: str, reason: str, message: str) -> None:
         text = f"{node}: {message}"
-        self.actions.append(PostEvent(self.given.onload, type_, reason, text))
+        self.events.append(PostEvent(self.given.onload, type_, reason, text))
         node_ref = ObjectRef("v1", "Node", node)
-        self.actions.append(PostEvent(node_ref, type_, reason, f"Onload {self.owner}: {message}"))
+        self.events.append(PostEvent(node_ref, type_, reason, f"Onload {self.owner}: {message}"))
 
     # --- reading ------------------------------------------------------------------------------------
 
@@ -193,20 +200,29 @@ class _Rollout:
             # Nothing to replace (a rollback before the modules moved): no pod needs evicting.
             self.write(node, state.at(Step.LOAD_MODULES, self.now))
             return
+        pods = self._onload_pods(node.name)
+        if not pods:
+            # No pod to evict (the pods were read in this pass): the modules move at once.
+            self._load(node, state)
+            return
         self.write(node, state.at(Step.EVICT_PODS, self.now))
-        self._evict(node.name, self._onload_pods(node.name))
+        self._evict(node.name, pods)
 
     def _onload_pods(self, node: str) -> list[PodView]:
         return [p for p in self._pods(node) if p.requests_onload]
 
     def _evict(self, node: str, pods: Sequence[PodView]) -> None:
-        self.actions.extend(EvictPod(p.namespace, p.name, p.uid) for p in pods if not p.terminating)
+        self.pod_actions.extend(EvictPod(p.namespace, p.name, p.uid) for p in pods if not p.terminating)
+
+    def _load(self, node: NodeView, state: NodeUpgrade) -> None:
+        """Move the KMM labels to the target together with the step that waits for the modules."""
+        self.write(node, state.at(Step.LOAD_MODULES, self.now), self._module_labels())
+        self._event(node.name, NORMAL, "LoadingModules", f"no pod uses Onload; KMM loads {self.target}")
 
     def evict_pods(self, node: NodeView, state: NodeUpgrade) -> None:
         pods = self._onload_pods(node.name)
         if not pods:
-            self.write(node, state.at(Step.LOAD_MODULES, self.now), self._module_labels())
-            self._event(node.name, NORMAL, "LoadingModules", f"no pod uses Onload; KMM loads {self.target}")
+            self._load(node, state)
             return
         blocked = self.given.eviction_blocks.get(node.name, "")
         waiting = blocked or "waiting for " + ", ".join(p.ref for p in pods[:3]) + _more(pods, 3)
@@ -227,7 +243,7 @@ class _Rollout:
         else:
             if state.reason != timeout:
                 self.write(node, replace(state, reason=timeout))
-            self.actions.extend(DeletePod(p.namespace, p.name, p.uid) for p in pods if not p.terminating)
+            self.pod_actions.extend(DeletePod(p.namespace, p.name, p.uid) for p in pods if not p.terminating)
 
     def load_modules(self, node: NodeView, state: NodeUpgrade) -> None:
         labels = self._module_labels()
@@ -367,4 +383,5 @@ def plan_rollout(given: RolloutInput) -> RolloutPlan:
         active=bool(states),
     )
     waiting = any(s.step in IN_PROGRESS for s in rollout.states.values())
-    return RolloutPlan(tuple(rollout.actions), frozenset(owned), summary, waiting)
+    actions = (*rollout.actions, *rollout.pod_actions)
+    return RolloutPlan(actions, tuple(rollout.events), frozenset(owned), summary, waiting)

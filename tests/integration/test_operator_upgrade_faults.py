@@ -145,7 +145,9 @@ def test_sigkill_at_every_step_boundary(killer: Killer) -> None:
     steps = {point.split(" ", 1)[1] for point in killer.boundaries if point.startswith("/api")}
     assert {"StopDevicePlugin", "EvictPods", "LoadModules", "StartDevicePlugin", "released"} <= steps
     assert len(killer.boundaries) >= 8, killer.boundaries
-    assert killer.starts == len(killer.boundaries) + 1
+    # Restarted after every kill (after the last one only if the rollout still needed it: writes sent in parallel
+    # with the refused one may have finished it).
+    assert killer.starts >= len(killer.boundaries)
     assert any(point.startswith("evict ") for point in killer.boundaries)
     evictions: dict[Any, int] = cluster.sim.evictions()
     assert sorted(pod.name for pod in evictions) == ["trader-0", "trader-1", "trader-2"]

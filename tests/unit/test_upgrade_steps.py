@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onload_operator.actions import DeletePod, EvictPod, PatchNode, PostEvent
+from onload_operator.actions import DeletePod, EvictPod, PatchNode
 from onload_operator.api.v1alpha1 import UpgradePolicy
 from onload_operator.upgrade import needs_pods
 from onload_operator.upgrade.state import Step
@@ -42,7 +42,7 @@ def test_taking_a_node_taints_it_and_removes_the_gate_in_one_guarded_patch() -> 
     assert (taken.step, taken.source, taken.target) == (Step.STOP_DEVICE_PLUGIN, "v1", "v2")
     assert result.owned == {"a"}
     assert result.waiting is True  # the node taken now waits on its pods
-    reasons = [a.reason for a in result.actions if isinstance(a, PostEvent)]
+    reasons = [event.reason for event in result.events]
     assert reasons == ["UpgradeStarted", "UpgradeStarted"]  # on the CR and on the Node
 
 
