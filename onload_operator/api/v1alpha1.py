@@ -231,23 +231,18 @@ EvictionTimeoutAction = Literal["Fail", "SkipNode", "Force"]
 class UpgradePolicy(ApiModel):
     """Policy of the node-by-node upgrade."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "type(self.maxUnavailable) == int ? self.maxUnavailable >= 1 : "
-                    "self.maxUnavailable.matches('^(100|[1-9][0-9]?)%$')",
-                    "message": "maxUnavailable must be an integer of at least 1 or a percentage from 1% to 100%",
-                    "fieldPath": ".maxUnavailable",
-                }
-            ]
-        }
-    )
-
     max_parallel: int = Field(default=1, ge=1, le=1000, description="Nodes upgraded at the same time (default 1).")
     max_unavailable: int | str = Field(
         default=1,
-        json_schema_extra={"x-kubernetes-int-or-string": True},
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "type(self) == int ? self >= 1 : self.matches('^(100|[1-9][0-9]?)%$')",
+                    "message": "must be an integer of at least 1 or a percentage from 1% to 100%",
+                }
+            ],
+        },
         description="Most selected nodes out of service at once, as a number or a percentage of the selected nodes "
         "(rounded up), counting nodes under upgrade, failed nodes and nodes that were already cordoned or NotReady "
         "(default 1).",
