@@ -12,7 +12,7 @@ import pytest
 
 from kubesim.polling import wait_for
 from onload_operator.render import names
-from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster
+from tests.integration.operator_harness import Cluster, simulated_cluster
 from tests.integration.upgrade_support import (
     APPS,
     GATE,
@@ -26,8 +26,8 @@ from tests.integration.upgrade_support import (
     complete,
     nodes,
     plugin_pods,
-    pods_ready,
     remove_budget,
+    running_with_workloads,
     state,
     stays,
     tainted,
@@ -44,13 +44,7 @@ WORKERS = "worker-[0-4]:labels=node-role.kubernetes.io/worker="
 def five(tmp_path: Path) -> Iterator[Cluster]:
     """Five workers running Onload 8.1.2.26, each with one workload pod that uses it."""
     with simulated_cluster(tmp_path, nodes=WORKERS) as cluster:
-        cluster.start_operator()
-        cluster.create_onload(onload_body())
-        cluster.wait_ready(NS, NAME, selected=5, devicePluginReady=5)
-        cluster.core.create_namespace({"metadata": {"name": APPS}})
-        for index in range(5):
-            workload(cluster, f"worker-{index}", f"trader-{index}")
-        wait_for(lambda: pods_ready(cluster, 5), message="the workloads to run")
+        running_with_workloads(cluster, 5, 5)
         yield cluster
 
 

@@ -23,12 +23,11 @@ from tests.integration.upgrade_support import (
     budget,
     complete,
     nodes,
-    pods_ready,
     remove_budget,
+    running_with_workloads,
     state,
     tainted,
     upgrade_spec,
-    workload,
 )
 
 WORKERS = "worker-[0-2]:labels=node-role.kubernetes.io/worker="
@@ -38,12 +37,7 @@ WORKERS = "worker-[0-2]:labels=node-role.kubernetes.io/worker="
 def held(tmp_path: Path) -> Iterator[Cluster]:
     """Three workers on 8.1.2.26 and a rollout to 9.0.1 held at worker-0's evictions by a budget."""
     with simulated_cluster(tmp_path, nodes=WORKERS) as cluster:
-        cluster.start_operator()
-        cluster.create_onload(onload_body())
-        cluster.wait_ready(NS, NAME, selected=3, devicePluginReady=3)
-        cluster.core.create_namespace({"metadata": {"name": "apps"}})
-        workload(cluster, "worker-0", "trader-0")
-        wait_for(lambda: pods_ready(cluster, 1), message="the workload to run")
+        running_with_workloads(cluster, 3, 1)
         budget(cluster, "hold", "trader", min_available=1)
         cluster.patch_onload(NS, NAME, upgrade_spec())
         wait_for(lambda: (state(nodes(cluster)["worker-0"]) or {}).get("step") == "EvictPods")

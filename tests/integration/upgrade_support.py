@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubesim.polling import wait_for
 from onload_operator.render import names
-from tests.integration.operator_harness import Cluster
+from tests.integration.operator_harness import Cluster, onload_body
 
 NS = "onload"
 NAME = "onload"
@@ -47,6 +47,18 @@ def workload(cluster: Cluster, node: str, name: str, *, app: str = "trader") -> 
             },
         },
     )
+
+
+def running_with_workloads(cluster: Cluster, nodes: int, workloads: int) -> None:
+    """Start the operator, run Onload 8.1.2.26 on ``nodes`` workers and a workload pod that uses it on each of
+    the first ``workloads`` (``trader-<i>`` on ``worker-<i>``)."""
+    cluster.start_operator()
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, NAME, selected=nodes, devicePluginReady=nodes)
+    cluster.core.create_namespace({"metadata": {"name": APPS}})
+    for index in range(workloads):
+        workload(cluster, f"worker-{index}", f"trader-{index}")
+    wait_for(lambda: pods_ready(cluster, workloads), message="the workloads to run")
 
 
 def budget(cluster: Cluster, name: str, app: str, min_available: int) -> None:
