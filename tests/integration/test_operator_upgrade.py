@@ -140,7 +140,15 @@ def hold_plugin(cluster: Cluster, node: str) -> str:
     return str(pod.metadata.name)
 
 
-@pytest.mark.parametrize("step", ["StopDevicePlugin", "EvictPods", "LoadModules"])
+def set_ready(cluster: Cluster, node: str, ready: bool) -> None:
+    """The node's kubelet stops (or resumes) posting Ready: no new pod starts there meanwhile."""
+    controllers = cluster.sim.controllers
+    assert controllers is not None
+    assert controllers.kubelet is not None
+    cluster.sim.call(controllers.kubelet.set_node_ready, node, ready)
+
+
+@pytest.mark.parametrize("step", ["StopDevicePlugin", "EvictPods", "LoadModules", "StartDevicePlugin"])
 def test_pause_keeps_every_node_where_it_is_and_resume_finishes(five: Cluster, step: str) -> None:
     release: Any
     if step == "StopDevicePlugin":
@@ -153,13 +161,22 @@ def test_pause_keeps_every_node_where_it_is_and_resume_finishes(five: Cluster, s
 
         def release() -> None:
             remove_budget(five, "hold")
-    else:
+    elif step == "LoadModules":
         five.sim.kmm.fail_load("worker-0", NEW)
 
         def release() -> None:
             five.sim.kmm.clear_load_failure("worker-0", NEW)
+    else:
+        five.sim.kmm.fail_load("worker-0", NEW)  # held at LoadModules until the node stops starting pods
+
+        def release() -> None:
+            set_ready(five, "worker-0", True)
 
     five.patch_onload(NS, NAME, upgrade_spec())
+    if step == "StartDevicePlugin":
+        wait_for(lambda: (state(nodes(five)["worker-0"]) or {}).get("step") == "LoadModules")
+        set_ready(five, "worker-0", False)
+        five.sim.kmm.clear_load_failure("worker-0", NEW)
     wait_for(lambda: (state(nodes(five)["worker-0"]) or {}).get("step") == step, message=f"worker-0 at {step}")
     policy(five, paused=True)
     wait_phase(five, "Paused")
