@@ -144,12 +144,15 @@ def _ref(body: JsonObject) -> ObjectRef:
 def _transition_events(
     ref: ObjectRef, previous: Mapping[str, Any] | None, status: Mapping[str, Any]
 ) -> list[PostEvent]:
-    """An Event whenever the Ready reason changes; a Warning when the CR is refused or degraded."""
+    """An Event whenever the Ready reason changes; when the CR is refused or degraded, a Warning that says why (the
+    Degraded condition: a missing KMM rather than node counts that nothing is changing)."""
     before, after = condition_of(previous, READY), condition_of(status, READY)
     if (before.get("status"), before.get("reason")) == (after.get("status"), after.get("reason")):
         return []
-    degraded = condition_of(status, DEGRADED).get("status") == "True"
-    return [PostEvent(ref, WARNING if degraded else NORMAL, str(after["reason"]), str(after["message"]))]
+    degraded = condition_of(status, DEGRADED)
+    if degraded.get("status") == "True":
+        return [PostEvent(ref, WARNING, str(degraded["reason"]), str(degraded["message"]))]
+    return [PostEvent(ref, NORMAL, str(after["reason"]), str(after["message"]))]
 
 
 def _selected(nodes: Mapping[str, NodeView], selector: Mapping[str, str]) -> int:
@@ -242,7 +245,8 @@ def _plan_valid(
         if patch is not None:
             child_writes.append(patch)
     events += [
-        PostEvent(ref, NORMAL, RECREATING, f"deleting {d.kind} {d.name}: {children.why}") for d in children.deletes
+        PostEvent(ref, NORMAL, RECREATING, f"deleting {d.kind} {d.name}: {children.why}", f"{d.kind}/{d.name}")
+        for d in children.deletes
     ]
     summary = rollout.summary
     pending = summary is not None and not summary.complete
@@ -396,4 +400,4 @@ def _apply_event(ref: ObjectRef, apply: ApplyChild) -> PostEvent:
         CHANGED: f"applied the new desired state of {kind} {name}",
         DRIFTED: f"reverted changes made by others to {kind} {name}",
     }[reason]
-    return PostEvent(ref, NORMAL, _APPLY_EVENT_REASONS[reason], message)
+    return PostEvent(ref, NORMAL, _APPLY_EVENT_REASONS[reason], message, f"{kind}/{name}")
