@@ -18,6 +18,7 @@ from onload_operator.actions import (
     ApplyChild,
     DeleteChild,
     ObjectRef,
+    PatchChild,
     PatchNode,
     PatchStatus,
     PostEvent,
@@ -40,6 +41,7 @@ from onload_operator.planner.snapshot import (
     selector_matches,
 )
 from onload_operator.planner.status import (
+    APPLYING,
     DEGRADED,
     READY,
     RECREATING,
@@ -260,7 +262,9 @@ def _plan_valid(
         children_present=not any(a.reason == MISSING for a in children.applies) and children.holdup is None,
         nodes_labelled=not nodes.labelling,
         version=_versions(revisions, snapshot.nodes, namespace, name, installing=bool(nodes.patches)),
-        holdup=children.holdup or (Holdup(UPGRADING, upgrading.message) if pending and upgrading else None),
+        holdup=children.holdup
+        or (Holdup(UPGRADING, upgrading.message) if pending and upgrading else None)
+        or _applying(child_writes, daemonsets),
         outdated_device_plugin_pods=sum(
             max(_status_count(ds, "desiredNumberScheduled") - _status_count(ds, "updatedNumberScheduled"), 0)
             for ds in daemonsets
@@ -273,6 +277,28 @@ def _plan_valid(
     )
     events += _node_events(ref, namespace, name, revisions.target, nodes.patches)
     return observation, [*children.deletes, *child_writes, *rollout.actions, *nodes.patches], events
+
+
+def _applying(child_writes: Sequence[Action], daemonsets: Sequence[JsonObject]) -> Holdup | None:
+    """Children this plan writes, or a DaemonSet whose controller has not yet seen its latest spec: until a later
+    pass observes them in effect, the status computed now cannot call the generation complete."""
+    if child_writes:
+        written = ", ".join(sorted({_written_name(action) for action in child_writes}))
+        return Holdup(APPLYING, f"writing {written}; complete once the writes are observed to take effect")
+    for ds in daemonsets:
+        metadata, status = ds.get("metadata") or {}, ds.get("status") or {}
+        generation = metadata.get("generation")
+        if generation is not None and int(status.get("observedGeneration") or 0) < int(generation):
+            return Holdup(APPLYING, f"the DaemonSet controller has not yet observed DaemonSet {metadata.get('name')}")
+    return None
+
+
+def _written_name(action: Action) -> str:
+    if isinstance(action, ApplyChild):
+        return f"{action.manifest['kind']} {action.manifest['metadata']['name']}"
+    if isinstance(action, PatchChild):
+        return f"{action.kind} {action.name}"
+    raise TypeError(f"not a child write: {action!r}")
 
 
 def _moment(now: str) -> datetime:

@@ -1,15 +1,20 @@
-"""The operator says only what is true, once: Events aggregate under node churn, a missing KMM is one Warning."""
+"""The operator says only what is true, once: Events aggregate under node churn, a missing KMM is one Warning, and
+a status never calls a generation complete before its writes take effect."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-from kubernetes import client
+import pytest
+from kubernetes import client, config
 
 from kubesim.polling import wait_for
+from onload_operator.planner.status import condition_of
 from onload_operator.render import names
-from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster
+from tests.integration.operator_harness import GROUP, PLURAL, VERSION, Cluster, onload_body, simulated_cluster
 
 NS = "onload"
 GATE = names.onload_label(NS, "onload")
@@ -58,3 +63,56 @@ def test_missing_kmm_is_one_warning_and_nothing_else(tmp_path: Path) -> None:
         (event,) = cluster.events(NS, "onload")
         assert event.type == "Warning"
         assert "install Kernel Module Management" in event.message
+
+
+class StatusSampler:
+    """Reads the CR's status in a thread, every few milliseconds, as `kubectl wait` or a GitOps tool would."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        api_client = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+        self.api: Any = client.CustomObjectsApi(api_client)
+        self.samples: list[tuple[object, object, object]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.003):
+            status = self.api.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "onload").get("status") or {}
+            condition = condition_of(status, "Progressing")
+            self.samples.append((status.get("observedGeneration"), condition.get("status"), condition.get("reason")))
+
+    def __enter__(self) -> StatusSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "restarted-after-the-write"])
+def test_a_spec_change_is_never_reported_complete_before_its_writes_take_effect(
+    cluster: Cluster, restart: bool
+) -> None:
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    wait_for(lambda: cluster.condition(NS, "onload", "Progressing").get("reason") == "Complete")
+    ds = names.device_plugin_revision_name("onload", "8.1.2.26")
+    template = cluster.daemonset(NS, ds).metadata.generation
+    with StatusSampler(cluster) as sampler:
+        cluster.patch_onload(NS, "onload", {"spec": {"serviceAccountName": "sa-2"}})
+        if restart:
+            wait_for(lambda: cluster.daemonset(NS, ds).metadata.generation > template, message="the DaemonSet written")
+            cluster.stop_operator()
+            cluster.start_operator()
+
+        def restart_pending() -> bool:
+            status = cluster.onload(NS, "onload")["status"]
+            reason = condition_of(status, "Progressing")["reason"]
+            return bool(status["observedGeneration"] == 2 and reason == "DevicePluginRestartPending")
+
+        wait_for(restart_pending, message="the running plugin pods reported as outdated (OnDelete)")
+        wait_for(lambda: len(sampler.samples) > 10, message="samples taken")
+    new = [sample for sample in sampler.samples if sample[0] == 2]
+    assert new  # the sampler saw the new generation
+    assert ("False", "Complete") not in {(status, reason) for _generation, status, reason in new}, new
