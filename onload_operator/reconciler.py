@@ -26,6 +26,7 @@ from prometheus_client import start_http_server
 from onload_operator.actions import ApplyChild, EvictionOutcome, EvictionResult, PatchChild
 from onload_operator.api.v1alpha1 import GROUP, KIND
 from onload_operator.config import OperatorConfig
+from onload_operator.health import ApiHealth
 from onload_operator.io.children import KmmMissingError, read_children
 from onload_operator.io.client import Kube, now_rfc3339
 from onload_operator.io.executor import Executor
@@ -105,6 +106,7 @@ class OperatorContext:
     kube: Kube
     executor: Executor
     metrics: OperatorMetrics
+    health: ApiHealth
     wakers: dict[CrKey, asyncio.Event] = field(default_factory=dict)
     locks: dict[CrKey, asyncio.Lock] = field(default_factory=dict)
     failures: dict[CrKey, list[str]] = field(default_factory=dict)
