@@ -19,7 +19,6 @@ from onload_operator.actions import (
     DeleteChild,
     ObjectRef,
     PatchChild,
-    PatchNode,
     PatchStatus,
     PostEvent,
 )
@@ -27,8 +26,9 @@ from onload_operator.api.v1alpha1 import API_VERSION, KIND, Onload
 from onload_operator.observed import NodeView
 from onload_operator.planner import takeover
 from onload_operator.planner.checks import validate
-from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason
+from onload_operator.planner.compare import MISSING, apply_reason
 from onload_operator.planner.conflicts import selector_conflict
+from onload_operator.planner.events import NORMAL, apply_event, node_events, transition_events
 from onload_operator.planner.nodes import plan_node_labels
 from onload_operator.planner.revisions import Revisions, plan_revisions, recorded_registry
 from onload_operator.planner.snapshot import (
@@ -42,22 +42,16 @@ from onload_operator.planner.snapshot import (
 )
 from onload_operator.planner.status import (
     APPLYING,
-    DEGRADED,
-    READY,
     RECREATING,
     UPGRADING,
     Holdup,
     Observation,
     compute_status,
-    condition_of,
 )
 from onload_operator.render import names
 from onload_operator.render.children import render_children
 from onload_operator.upgrade import RolloutInput, plan_rollout
 from onload_operator.upgrade.state import parse_time
-
-NORMAL = "Normal"
-WARNING = "Warning"
 
 A = TypeVar("A", bound=Action)
 
@@ -123,7 +117,7 @@ def _with_status(
     status = compute_status(observation, previous, now)
     if not _status_differs(status, previous):
         return Plan(observation, (*writes, *events))
-    transitions = _transition_events(_ref(body), previous, status)
+    transitions = transition_events(_ref(body), previous, status)
     return Plan(observation, (*writes, PatchStatus(status), *transitions, *events))
 
 
@@ -141,20 +135,6 @@ def _ref(body: JsonObject) -> ObjectRef:
         str(metadata.get("namespace") or "default"),
         str(metadata.get("uid") or ""),
     )
-
-
-def _transition_events(
-    ref: ObjectRef, previous: Mapping[str, Any] | None, status: Mapping[str, Any]
-) -> list[PostEvent]:
-    """An Event whenever the Ready reason changes; when the CR is refused or degraded, a Warning that says why (the
-    Degraded condition: a missing KMM rather than node counts that nothing is changing)."""
-    before, after = condition_of(previous, READY), condition_of(status, READY)
-    if (before.get("status"), before.get("reason")) == (after.get("status"), after.get("reason")):
-        return []
-    degraded = condition_of(status, DEGRADED)
-    if degraded.get("status") == "True":
-        return [PostEvent(ref, WARNING, str(degraded["reason"]), str(degraded["message"]))]
-    return [PostEvent(ref, NORMAL, str(after["reason"]), str(after["message"]))]
 
 
 def _selected(nodes: Mapping[str, NodeView], selector: Mapping[str, str]) -> int:
@@ -242,7 +222,7 @@ def _plan_valid(
         live = snapshot.children.get(key)
         if live is None or not _as_last_applied(apply.manifest, live, snapshot.last_applied.get(key)):
             child_writes.append(apply)
-            events.append(_apply_event(ref, apply))
+            events.append(apply_event(ref, apply))
         patch = takeover.module_selector_patch(apply, live)
         if patch is not None:
             child_writes.append(patch)
@@ -275,7 +255,7 @@ def _plan_valid(
         rollout_pending=pending,
         rollout_waiting=rollout.waiting,
     )
-    events += _node_events(ref, namespace, name, revisions.target, nodes.patches)
+    events += node_events(ref, namespace, name, revisions.target, nodes.patches)
     return observation, [*children.deletes, *child_writes, *rollout.actions, *nodes.patches], events
 
 
@@ -390,40 +370,3 @@ def _obsolete(key: ChildKey, live: JsonObject, revisions: Revisions) -> bool:
     revision = ((live.get("metadata") or {}).get("labels") or {}).get(names.REVISION_LABEL)
     # A DaemonSet of a revision some node runs but the registry lost is kept: its pods serve those nodes.
     return revision is None or revision not in revisions.present or revision in revisions.registry
-
-
-def _node_list(nodes: list[str], shown: int = 3) -> str:
-    more = f" and {len(nodes) - shown} more" if len(nodes) > shown else ""
-    return ", ".join(nodes[:shown]) + more
-
-
-def _node_events(ref: ObjectRef, namespace: str, name: str, version: str, patches: list[PatchNode]) -> list[PostEvent]:
-    """One Event per kind of node-label step in this reconcile, naming a few of the nodes."""
-    module_key = names.kmm_version_label(namespace, names.module_name(name))
-    gate_key = names.onload_label(namespace, name)
-    steps = (
-        ("LoadingModules", module_key, version, f"KMM loads Onload {version} on"),
-        ("StartingDevicePlugin", gate_key, version, "the module is loaded; the device plugin starts on"),
-        ("StoppingDevicePlugin", gate_key, None, "no longer selected; the device plugin stops on"),
-        ("UnloadingModules", module_key, None, "no device plugin left; KMM unloads Onload from"),
-    )
-    events = []
-    for reason, key, value, text in steps:
-        nodes = [p.node for p in patches if key in p.labels and p.labels[key] == value]
-        if nodes:
-            events.append(PostEvent(ref, NORMAL, reason, f"{text} {len(nodes)} nodes: {_node_list(nodes)}"))
-    return events
-
-
-_APPLY_EVENT_REASONS = {MISSING: "Created", CHANGED: "Updated", DRIFTED: "DriftRepaired"}
-
-
-def _apply_event(ref: ObjectRef, apply: ApplyChild) -> PostEvent:
-    """The Event of a child written (applied, or patched in place of the apply)."""
-    kind, name, reason = apply.manifest["kind"], apply.manifest["metadata"]["name"], apply.reason
-    message = {
-        MISSING: f"created {kind} {name}",
-        CHANGED: f"applied the new desired state of {kind} {name}",
-        DRIFTED: f"reverted changes made by others to {kind} {name}",
-    }[reason]
-    return PostEvent(ref, NORMAL, _APPLY_EVENT_REASONS[reason], message, f"{kind}/{name}")
