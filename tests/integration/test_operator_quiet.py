@@ -3,6 +3,7 @@ a status never calls a generation complete before its writes take effect."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from pathlib import Path
@@ -49,7 +50,8 @@ def test_node_churn_posts_one_event_per_reason_with_its_count(cluster: Cluster) 
     assert counts["StartingDevicePlugin"] >= FLAPS + 2  # the creation (maybe in steps), each return, the late node
 
 
-def test_missing_kmm_is_one_warning_and_nothing_else(tmp_path: Path) -> None:
+def test_missing_kmm_is_one_warning_and_nothing_else(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="onload_operator.reconciler")
     with simulated_cluster(tmp_path, kmm=False) as cluster:
         extensions = client.ApiextensionsV1Api(cluster.core.api_client)
         extensions.delete_custom_resource_definition("modules.kmm.sigs.x-k8s.io")
@@ -63,6 +65,9 @@ def test_missing_kmm_is_one_warning_and_nothing_else(tmp_path: Path) -> None:
         (event,) = cluster.events(NS, "onload")
         assert event.type == "Warning"
         assert "install Kernel Module Management" in event.message
+    lines = [r.getMessage() for r in caplog.records if r.name == "onload_operator.reconciler"]
+    assert len(lines) >= 4
+    assert len({line.split(" failing since ")[1].split(" ")[0] for line in lines}) == 1, lines  # one outage
 
 
 class StatusSampler:
