@@ -50,6 +50,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=2.0,
         help="while nodes wait in an upgrade step on pods, reconcile their CR this often (default: %(default)s)",
     )
+    parser.add_argument(
+        "--watch-stuck-seconds",
+        type=float,
+        default=900.0,
+        help="fail the liveness probe when a watch hears nothing for this long outside an API outage "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, else KUBECONFIG)")
     return parser.parse_args(argv)
 
@@ -74,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         liveness_endpoint=None if args.liveness == "none" else args.liveness,
         resync_seconds=args.resync_seconds,
         recheck_seconds=args.recheck_seconds,
+        watch_stuck_seconds=args.watch_stuck_seconds,
     )
     try:
         asyncio.run(run_operator(config))

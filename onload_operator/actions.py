@@ -98,12 +98,17 @@ class ObjectRef:
 
 @dataclass(frozen=True)
 class PostEvent:
-    """A core/v1 Event; best effort: failing to post one never fails a reconcile."""
+    """A core/v1 Event; best effort: failing to post one never fails a reconcile.
+
+    Repeats with the same object, type, reason and ``series`` update one Event (its count and latest message).
+    """
 
     involved: ObjectRef
     type: str
     reason: str
     message: str
+    series: str = ""
+    """What tells repeats of one reason apart, such as the child an Event is about; empty: the reason alone."""
 
 
 Action = ApplyChild | PatchChild | DeleteChild | PatchNode | EvictPod | DeletePod | PatchStatus | PostEvent

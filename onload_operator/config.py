@@ -24,5 +24,8 @@ class OperatorConfig:
     min_interval_seconds: float = 0.2
     """Reconciles of one CR are at least this far apart: bursts of events are handled together."""
     max_backoff_seconds: float = 30.0
+    watch_stuck_seconds: float = 900.0
+    """The liveness probe fails when a watch has heard nothing (not even a bookmark) for this long while no request
+    is being retried: a stuck stream, which a restart cures."""
     degraded_after_failures: int = 3
     """Consecutive failed reconciles after which the CR reports Degraded=True, reason ReconcileError."""

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import kopf
+from kopf._cogs.clients import watching
 from kubernetes.client.exceptions import ApiException
 
 from onload_operator import reconciler
 from onload_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
+from onload_operator.health import ApiHealth, OutageLogFilter
 from onload_operator.observed import NodeView, node_view
 from onload_operator.planner.snapshot import JsonObject, OnloadEntry
 from onload_operator.reconciler import ChildRef, CrKey, OperatorContext, WatchCache
@@ -22,6 +25,28 @@ from onload_operator.render import names
 log = logging.getLogger(__name__)
 
 REGISTRY = kopf.OperatorRegistry()
+
+WATCHED = (PLURAL, "nodes")
+"""Resources whose watch always runs (the Modules' and DaemonSets' are tracked once they are heard from: KMM may
+be missing)."""
+RETRY_LOGGERS = ("kopf._cogs.clients.watching", "kopf._cogs.clients.api")
+"""The loggers of kopf's request retries (one line per watch per attempt during an outage)."""
+
+_health_by_settings: dict[int, ApiHealth] = {}
+_kopf_infinite_watch = watching.infinite_watch
+
+
+async def _heard_watch(*, settings: kopf.OperatorSettings, resource: Any, **options: Any) -> AsyncIterator[Any]:
+    """kopf's watch stream, noting each event and bookmark it receives: kopf has no public hook for bookmarks,
+    which are what tells a quiet watch from a stuck one."""
+    async for event in _kopf_infinite_watch(settings=settings, resource=resource, **options):
+        health = _health_by_settings.get(id(settings))
+        if health is not None:
+            health.heard(resource.plural)
+        yield event
+
+
+watching.infinite_watch = _heard_watch
 
 
 def context_of(memo: Any) -> OperatorContext:
@@ -45,13 +70,24 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 600
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    # kopf logs every handled watch event at INFO (thousands per minute with many nodes); keep its warnings.
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    context_of(memo).start_metrics_server()
+    # kopf logs every handled watch event at INFO (thousands per minute with many nodes), and the health server
+    # every probe and its access: keep their warnings and errors.
+    for name in ("kopf.objects", "kopf.activities.probe", "aiohttp.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    context = context_of(memo)
+    _health_by_settings[id(settings)] = context.health
+    outage_filter = OutageLogFilter(context.health)
+    for name in RETRY_LOGGERS:
+        logging.getLogger(name).addFilter(outage_filter)
+    memo["outage_filter"] = outage_filter
+    context.start_metrics_server()
 
 
 @kopf.on.cleanup(registry=REGISTRY)
-async def shut_down(memo: kopf.Memo, **_: Any) -> None:
+async def shut_down(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    _health_by_settings.pop(id(settings), None)
+    for name in RETRY_LOGGERS:
+        logging.getLogger(name).removeFilter(memo["outage_filter"])
     context_of(memo).stop_metrics_server()
 
 
@@ -77,6 +113,18 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
 @kopf.on.probe(id="reconcilers", registry=REGISTRY)
 def reconcilers(memo: kopf.Memo, **_: Any) -> int:
     return len(context_of(memo).wakers)
+
+
+@kopf.on.probe(id="api", registry=REGISTRY)
+def api_contact(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """Each watch's last contact with the API server; fails the liveness probe where a restart helps."""
+    health = context_of(memo).health
+    stuck = health.stuck()
+    if stuck:
+        raise kopf.PermanentError(
+            f"watches of {', '.join(stuck)} heard nothing for more than {health.stuck_seconds:g} s: restart"
+        )
+    return health.report()
 
 
 # --- watch caches ---------------------------------------------------------------------------------------

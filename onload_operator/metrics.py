@@ -72,6 +72,13 @@ class OperatorMetrics:
         for state, key in UPGRADE_STATES.items():
             self.upgrade_nodes.labels(namespace, name, state).set(int(upgrade.get(key) or 0))
 
+        self.watch_last_heard = Gauge(
+            "onload_operator_watch_last_heard_timestamp_seconds",
+            "When each watch last heard from the API server (an event or a bookmark), as a Unix time",
+            ["resource"],
+            registry=self.registry,
+        )
+
     def record_nodes(self, namespace: str, name: str, counts: dict[str, int], ready: bool) -> None:
         for stage, value in counts.items():
             self.nodes.labels(namespace, name, stage).set(value)

@@ -24,7 +24,7 @@ RULES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
     # use Onload after an eviction timeout with onEvictionTimeout: Force.
     ("", "pods", ("list", "delete")),
     ("", "pods/eviction", ("create",)),  # the upgrade evicts the pods that use Onload on the node it works on
-    ("", "events", ("create",)),
+    ("", "events", ("create", "patch")),  # a repeated Event updates its count (io/events.py)
     ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch")),  # kopf notices new CRDs (KMM)
 )
 

@@ -26,6 +26,7 @@ from prometheus_client import start_http_server
 from onload_operator.actions import ApplyChild, EvictionOutcome, EvictionResult, PatchChild
 from onload_operator.api.v1alpha1 import GROUP, KIND
 from onload_operator.config import OperatorConfig
+from onload_operator.health import ApiHealth
 from onload_operator.io.children import KmmMissingError, read_children
 from onload_operator.io.client import Kube, now_rfc3339
 from onload_operator.io.executor import Executor
@@ -105,9 +106,12 @@ class OperatorContext:
     kube: Kube
     executor: Executor
     metrics: OperatorMetrics
+    health: ApiHealth
     wakers: dict[CrKey, asyncio.Event] = field(default_factory=dict)
     locks: dict[CrKey, asyncio.Lock] = field(default_factory=dict)
     failures: dict[CrKey, list[str]] = field(default_factory=dict)
+    failing_since: dict[CrKey, str] = field(default_factory=dict)
+    """When the current run of failed passes of a CR began (its log lines say so)."""
     written_status: dict[CrKey, Mapping[str, Any]] = field(default_factory=dict)
     """The last status written per CR: newer than the watch cache until the watch event arrives."""
     observations: dict[CrKey, Observation] = field(default_factory=dict)
@@ -132,6 +136,7 @@ class OperatorContext:
         self.wakers.pop(key, None)
         self.locks.pop(key, None)
         self.failures.pop(key, None)
+        self.failing_since.pop(key, None)
         self.written_status.pop(key, None)
         self.observations.pop(key, None)
         self.eviction_blocks.pop(key, None)
@@ -244,6 +249,7 @@ async def reconcile(context: OperatorContext, key: CrKey, body: Mapping[str, Any
     if result.status is not None:
         context.written_status[key] = result.status
     context.failures.pop(key, None)
+    context.failing_since.pop(key, None)
     _record(context, key, snapshot.body.get("status"), result, executed.writes)
     if executed.writes:
         log.info("reconciled Onload %s/%s with %d writes", *key, executed.writes)
@@ -278,12 +284,13 @@ def failure_message(error: Exception) -> str:
 async def _failed(context: OperatorContext, key: CrKey, body: Mapping[str, Any], error: Exception) -> None:
     """Count a failed pass; after several in a row, report them in the status (Degraded=True)."""
     message = failure_message(error)
-    if isinstance(error, ApiException | KmmMissingError):
-        log.warning("reconcile of Onload %s/%s failed: %s", *key, message)
-    else:
-        log.exception("reconcile of Onload %s/%s failed", *key)
     failures = context.failures.setdefault(key, [])
     failures.append(message)
+    since = context.failing_since.setdefault(key, now_rfc3339())
+    if isinstance(error, ApiException | KmmMissingError):  # one line per retry of the CR, saying since when
+        log.warning("reconcile of Onload %s/%s failing since %s (%d passes): %s", *key, since, len(failures), message)
+    else:
+        log.exception("reconcile of Onload %s/%s failed", *key)
     context.metrics.errors.labels(type(error).__name__).inc()
     context.metrics.reconciles.labels("error").inc()
     observation = context.observations.get(key)

@@ -11,7 +11,8 @@ from typing import Any
 import kopf
 
 from onload_operator.config import OperatorConfig
-from onload_operator.handlers import REGISTRY
+from onload_operator.handlers import REGISTRY, WATCHED
+from onload_operator.health import ApiHealth
 from onload_operator.io.client import Kube, load_api_client
 from onload_operator.io.executor import Executor
 from onload_operator.metrics import OperatorMetrics
@@ -22,7 +23,9 @@ def build_context(config: OperatorConfig) -> OperatorContext:
     metrics = OperatorMetrics()
     kube = Kube(load_api_client(config.kubeconfig), metrics)
     executor = Executor(kube, os.environ.get("POD_NAME") or socket.gethostname())
-    return OperatorContext(config=config, kube=kube, executor=executor, metrics=metrics)
+    health = ApiHealth(WATCHED, config.watch_stuck_seconds)
+    health.on_heard = lambda resource, moment: metrics.watch_last_heard.labels(resource).set(moment)
+    return OperatorContext(config=config, kube=kube, executor=executor, metrics=metrics, health=health)
 
 
 async def run_operator(

@@ -30,7 +30,7 @@ from onload_operator.actions import (
 )
 from onload_operator.io.children import apply_child, delete_child, patch_child
 from onload_operator.io.client import CONNECTIONS, Kube
-from onload_operator.io.events import post_event
+from onload_operator.io.events import EventRecorder
 from onload_operator.io.nodes import patch_node
 from onload_operator.io.onloads import patch_status
 from onload_operator.io.pods import delete_pod, evict_pod
@@ -71,8 +71,8 @@ class Executor:
 
     def __init__(self, kube: Kube, instance: str) -> None:
         self.kube = kube
-        self.instance = instance
-        """The reporting instance of the Events (the pod's name)."""
+        self.events = EventRecorder(kube, instance)
+        """Posts the Events; ``instance`` is their reporting instance (the pod's name)."""
         self._pool = ThreadPoolExecutor(WRITE_WORKERS, thread_name_prefix="writes")
         self._lock = threading.Lock()
         self._applied: dict[tuple[str, str, str], LastApplied] = {}
@@ -126,7 +126,7 @@ class Executor:
             patch_status(self.kube, namespace, name, action.status)
         elif isinstance(action, PostEvent):
             try:
-                post_event(self.kube, self.instance, action)
+                return int(self.events.post(action))
             except ApiException as error:  # an Event is best effort: never fail a reconcile for it
                 log.warning("could not post event %s: %s", action.reason, error.reason)
                 return 0

@@ -18,7 +18,7 @@ from onload_operator.actions import (
     ApplyChild,
     DeleteChild,
     ObjectRef,
-    PatchNode,
+    PatchChild,
     PatchStatus,
     PostEvent,
 )
@@ -26,8 +26,9 @@ from onload_operator.api.v1alpha1 import API_VERSION, KIND, Onload
 from onload_operator.observed import NodeView
 from onload_operator.planner import takeover
 from onload_operator.planner.checks import validate
-from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason
+from onload_operator.planner.compare import MISSING, apply_reason
 from onload_operator.planner.conflicts import selector_conflict
+from onload_operator.planner.events import NORMAL, apply_event, node_events, transition_events
 from onload_operator.planner.nodes import plan_node_labels
 from onload_operator.planner.revisions import Revisions, plan_revisions, recorded_registry
 from onload_operator.planner.snapshot import (
@@ -40,22 +41,17 @@ from onload_operator.planner.snapshot import (
     selector_matches,
 )
 from onload_operator.planner.status import (
-    DEGRADED,
-    READY,
+    APPLYING,
     RECREATING,
     UPGRADING,
     Holdup,
     Observation,
     compute_status,
-    condition_of,
 )
 from onload_operator.render import names
 from onload_operator.render.children import render_children
 from onload_operator.upgrade import RolloutInput, plan_rollout
 from onload_operator.upgrade.state import parse_time
-
-NORMAL = "Normal"
-WARNING = "Warning"
 
 A = TypeVar("A", bound=Action)
 
@@ -121,7 +117,7 @@ def _with_status(
     status = compute_status(observation, previous, now)
     if not _status_differs(status, previous):
         return Plan(observation, (*writes, *events))
-    transitions = _transition_events(_ref(body), previous, status)
+    transitions = transition_events(_ref(body), previous, status)
     return Plan(observation, (*writes, PatchStatus(status), *transitions, *events))
 
 
@@ -139,17 +135,6 @@ def _ref(body: JsonObject) -> ObjectRef:
         str(metadata.get("namespace") or "default"),
         str(metadata.get("uid") or ""),
     )
-
-
-def _transition_events(
-    ref: ObjectRef, previous: Mapping[str, Any] | None, status: Mapping[str, Any]
-) -> list[PostEvent]:
-    """An Event whenever the Ready reason changes; a Warning when the CR is refused or degraded."""
-    before, after = condition_of(previous, READY), condition_of(status, READY)
-    if (before.get("status"), before.get("reason")) == (after.get("status"), after.get("reason")):
-        return []
-    degraded = condition_of(status, DEGRADED).get("status") == "True"
-    return [PostEvent(ref, WARNING if degraded else NORMAL, str(after["reason"]), str(after["message"]))]
 
 
 def _selected(nodes: Mapping[str, NodeView], selector: Mapping[str, str]) -> int:
@@ -237,12 +222,13 @@ def _plan_valid(
         live = snapshot.children.get(key)
         if live is None or not _as_last_applied(apply.manifest, live, snapshot.last_applied.get(key)):
             child_writes.append(apply)
-            events.append(_apply_event(ref, apply))
+            events.append(apply_event(ref, apply))
         patch = takeover.module_selector_patch(apply, live)
         if patch is not None:
             child_writes.append(patch)
     events += [
-        PostEvent(ref, NORMAL, RECREATING, f"deleting {d.kind} {d.name}: {children.why}") for d in children.deletes
+        PostEvent(ref, NORMAL, RECREATING, f"deleting {d.kind} {d.name}: {children.why}", f"{d.kind}/{d.name}")
+        for d in children.deletes
     ]
     summary = rollout.summary
     pending = summary is not None and not summary.complete
@@ -256,7 +242,9 @@ def _plan_valid(
         children_present=not any(a.reason == MISSING for a in children.applies) and children.holdup is None,
         nodes_labelled=not nodes.labelling,
         version=_versions(revisions, snapshot.nodes, namespace, name, installing=bool(nodes.patches)),
-        holdup=children.holdup or (Holdup(UPGRADING, upgrading.message) if pending and upgrading else None),
+        holdup=children.holdup
+        or (Holdup(UPGRADING, upgrading.message) if pending and upgrading else None)
+        or _applying(child_writes, daemonsets),
         outdated_device_plugin_pods=sum(
             max(_status_count(ds, "desiredNumberScheduled") - _status_count(ds, "updatedNumberScheduled"), 0)
             for ds in daemonsets
@@ -267,10 +255,32 @@ def _plan_valid(
         rollout_pending=pending,
         rollout_waiting=rollout.waiting,
     )
-    events += _node_events(ref, namespace, name, revisions.target, nodes.patches)
+    events += node_events(ref, namespace, name, revisions.target, nodes.patches)
     events += rollout.events
     # Node-label patches and the upgrade's node patches form one parallel batch, then the upgrade's evictions.
     return observation, [*children.deletes, *child_writes, *nodes.patches, *rollout.actions], events
+
+
+def _applying(child_writes: Sequence[Action], daemonsets: Sequence[JsonObject]) -> Holdup | None:
+    """Children this plan writes, or a DaemonSet whose controller has not yet seen its latest spec: until a later
+    pass observes them in effect, the status computed now cannot call the generation complete."""
+    if child_writes:
+        written = ", ".join(sorted({_written_name(action) for action in child_writes}))
+        return Holdup(APPLYING, f"writing {written}; complete once the writes are observed to take effect")
+    for ds in daemonsets:
+        metadata, status = ds.get("metadata") or {}, ds.get("status") or {}
+        generation = metadata.get("generation")
+        if generation is not None and int(status.get("observedGeneration") or 0) < int(generation):
+            return Holdup(APPLYING, f"the DaemonSet controller has not yet observed DaemonSet {metadata.get('name')}")
+    return None
+
+
+def _written_name(action: Action) -> str:
+    if isinstance(action, ApplyChild):
+        return f"{action.manifest['kind']} {action.manifest['metadata']['name']}"
+    if isinstance(action, PatchChild):
+        return f"{action.kind} {action.name}"
+    raise TypeError(f"not a child write: {action!r}")
 
 
 def _moment(now: str) -> datetime:
@@ -362,40 +372,3 @@ def _obsolete(key: ChildKey, live: JsonObject, revisions: Revisions) -> bool:
     revision = ((live.get("metadata") or {}).get("labels") or {}).get(names.REVISION_LABEL)
     # A DaemonSet of a revision some node runs but the registry lost is kept: its pods serve those nodes.
     return revision is None or revision not in revisions.present or revision in revisions.registry
-
-
-def _node_list(nodes: list[str], shown: int = 3) -> str:
-    more = f" and {len(nodes) - shown} more" if len(nodes) > shown else ""
-    return ", ".join(nodes[:shown]) + more
-
-
-def _node_events(ref: ObjectRef, namespace: str, name: str, version: str, patches: list[PatchNode]) -> list[PostEvent]:
-    """One Event per kind of node-label step in this reconcile, naming a few of the nodes."""
-    module_key = names.kmm_version_label(namespace, names.module_name(name))
-    gate_key = names.onload_label(namespace, name)
-    steps = (
-        ("LoadingModules", module_key, version, f"KMM loads Onload {version} on"),
-        ("StartingDevicePlugin", gate_key, version, "the module is loaded; the device plugin starts on"),
-        ("StoppingDevicePlugin", gate_key, None, "no longer selected; the device plugin stops on"),
-        ("UnloadingModules", module_key, None, "no device plugin left; KMM unloads Onload from"),
-    )
-    events = []
-    for reason, key, value, text in steps:
-        nodes = [p.node for p in patches if key in p.labels and p.labels[key] == value]
-        if nodes:
-            events.append(PostEvent(ref, NORMAL, reason, f"{text} {len(nodes)} nodes: {_node_list(nodes)}"))
-    return events
-
-
-_APPLY_EVENT_REASONS = {MISSING: "Created", CHANGED: "Updated", DRIFTED: "DriftRepaired"}
-
-
-def _apply_event(ref: ObjectRef, apply: ApplyChild) -> PostEvent:
-    """The Event of a child written (applied, or patched in place of the apply)."""
-    kind, name, reason = apply.manifest["kind"], apply.manifest["metadata"]["name"], apply.reason
-    message = {
-        MISSING: f"created {kind} {name}",
-        CHANGED: f"applied the new desired state of {kind} {name}",
-        DRIFTED: f"reverted changes made by others to {kind} {name}",
-    }[reason]
-    return PostEvent(ref, NORMAL, _APPLY_EVENT_REASONS[reason], message)

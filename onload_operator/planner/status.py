@@ -24,6 +24,7 @@ NO_NODES_SELECTED = "NoNodesSelected"
 ROLLING_OUT = "RollingOut"
 DEVICE_PLUGIN_RESTART_PENDING = "DevicePluginRestartPending"
 RECREATING = "Recreating"
+APPLYING = "Applying"
 COMPLETE = "Complete"
 AS_EXPECTED = "AsExpected"
 RECONCILE_ERROR = "ReconcileError"
@@ -51,7 +52,8 @@ class Observation:
     nodes_labelled: bool = True
     version: str | None = None
     holdup: Holdup | None = None
-    """A child being created again (``Recreating``), or a rollout under way (``Upgrading``)."""
+    """A child being created again (``Recreating``), a rollout under way (``Upgrading``), or children written and
+    not yet observed to take effect (``Applying``): the generation is not complete."""
     outdated_device_plugin_pods: int = 0
     errors: Sequence[str] = field(default_factory=tuple)
     upgrade: Mapping[str, Any] | None = None

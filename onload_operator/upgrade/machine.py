@@ -146,7 +146,7 @@ class _Rollout:
 
     def _event(self, node: str, type_: str, reason: str, message: str) -> None:
         text = f"{node}: {message}"
-        self.events.append(PostEvent(self.given.onload, type_, reason, text))
+        self.events.append(PostEvent(self.given.onload, type_, reason, text, series=node))
         node_ref = ObjectRef("v1", "Node", node)
         self.events.append(PostEvent(node_ref, type_, reason, f"Onload {self.owner}: {message}"))
 

@@ -13,6 +13,7 @@ from kubesim.polling import wait_for
 from kubesim.testing import KubesimCluster
 from onload_operator.actions import Action, DeletePod, EvictionOutcome, EvictPod, ObjectRef, PatchNode, PostEvent
 from onload_operator.io.client import Kube, json_of, load_api_client
+from onload_operator.io.events import BURST, REFILL_SECONDS, EventRecorder
 from onload_operator.io.executor import Executor
 from onload_operator.io.pods import pods_on_node
 from onload_operator.metrics import OperatorMetrics
@@ -106,3 +107,38 @@ def test_taints_are_written_only_over_the_node_they_were_decided_from(
         executor.run(kubesim_namespace, "onload", [first, event, later])
     assert raised.value.status == 409
     assert "step" not in _node(executor, "worker-1").labels
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _events_of(core: client.CoreV1Api, namespace: str, involved: str) -> list[Any]:
+    items = json_of(core.list_namespaced_event(namespace, _preload_content=False))["items"]
+    return [item for item in items if item["involvedObject"]["name"] == involved]
+
+
+def test_repeated_events_update_one_event_within_a_rate_limit(executor: Executor, kubesim_namespace: str) -> None:
+    clock = FakeClock()
+    recorder = EventRecorder(executor.kube, "test", clock)
+    ref = ObjectRef("v1", "ConfigMap", "flapping", kubesim_namespace, "uid-1")
+    posted = [recorder.post(PostEvent(ref, "Normal", "Flapping", f"flap {i}")) for i in range(BURST + 5)]
+    assert posted == [True] * BURST + [False] * 5  # the burst is spent: held back, but counted
+    assert recorder.post(PostEvent(ref, "Warning", "Other", "another reason"))  # a flapping reason silences no other
+    event, other = sorted(_events_of(executor.kube.core, kubesim_namespace, "flapping"), key=lambda e: e["reason"])
+    assert (other["reason"], other["count"]) == ("Other", 1)
+    assert (event["count"], event["message"]) == (BURST, f"flap {BURST - 1}")
+    clock.now += REFILL_SECONDS
+    assert recorder.post(PostEvent(ref, "Normal", "Flapping", "flap again"))
+    event, _other = sorted(_events_of(executor.kube.core, kubesim_namespace, "flapping"), key=lambda e: e["reason"])
+    assert (event["count"], event["message"]) == (BURST + 6, "flap again")
+    # An Event deleted meanwhile (expired) is created again, with the count so far.
+    executor.kube.core.delete_namespaced_event(event["metadata"]["name"], kubesim_namespace)
+    clock.now += REFILL_SECONDS
+    assert recorder.post(PostEvent(ref, "Normal", "Flapping", "after expiry"))
+    event, _other = sorted(_events_of(executor.kube.core, kubesim_namespace, "flapping"), key=lambda e: e["reason"])
+    assert (event["count"], event["message"]) == (BURST + 7, "after expiry")

@@ -56,7 +56,7 @@ def emitted_reasons() -> set[str]:
         - CONDITION_TYPES
         - {"Onload"}
     )
-    source = (ROOT / "onload_operator" / "planner" / "reconcile.py").read_text()
+    source = (ROOT / "onload_operator" / "planner" / "events.py").read_text()
     events = set(re.findall(r'\(\s*"([A-Z][A-Za-z]+)",\s*\w+_key,', source))
     events |= set(re.findall(r':\s*"(Created|Updated|DriftRepaired)"', source))
     upgrade = (ROOT / "onload_operator" / "upgrade" / "machine.py").read_text()

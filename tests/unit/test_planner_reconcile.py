@@ -36,7 +36,7 @@ def test_first_plan_creates_children_and_version_labels_only() -> None:
     assert module["spec"]["selector"] == {selector_key: ""}
     assert result.status is not None
     assert conditions(result.status)["Ready"] == ("False", "NodesNotReady")
-    assert conditions(result.status)["Progressing"] == ("True", "RollingOut")
+    assert conditions(result.status)["Progressing"] == ("True", "Applying")  # until the children are seen written
     assert [e.reason for e in result.of(PostEvent)] == ["NodesNotReady", "Created", "Created", "LoadingModules"]
     assert result.of(PostEvent)[-1].message == "KMM loads Onload 8.1.2.26 on 3 nodes: worker-0, worker-1, worker-2"
 
@@ -249,3 +249,25 @@ def test_a_child_still_as_last_applied_is_not_applied_again_although_it_looks_dr
     applied = LastApplied(ds["metadata"]["annotations"][names.APPLIED_HASH_ANNOTATION], "42")
     assert world.plan(last_applied={key: applied}).of(ApplyChild) == []
     assert world.plan(last_applied={key: applied._replace(resource_version="43")}).of(ApplyChild) != []
+
+
+def test_a_generation_is_never_complete_before_its_child_writes_are_seen() -> None:
+    world = converge(World(cr_body(), worker_nodes(2)))
+    world.body["spec"]["serviceAccountName"] = "another-account"
+    world.body["metadata"]["generation"] = 2
+    result = world.plan()
+    assert [a.manifest["kind"] for a in result.of(ApplyChild)] == ["Module", "DaemonSet"]
+    assert result.status is not None
+    assert result.status["observedGeneration"] == 2
+    assert conditions(result.status)["Progressing"] == ("True", "Applying")
+    world.carry_out(result)
+    ds = world.children[("DaemonSet", DS)]
+    ds["metadata"]["generation"] = 2
+    ds["status"]["observedGeneration"] = 1  # the DaemonSet controller has not seen the new template yet
+    result = world.plan()
+    assert result.of(ApplyChild) == []
+    world.carry_out(result)
+    assert conditions(world.body["status"])["Progressing"] == ("True", "Applying")
+    ds["status"].update(observedGeneration=2, updatedNumberScheduled=0)  # seen: OnDelete keeps the old pods
+    world.carry_out(world.plan())
+    assert conditions(world.body["status"])["Progressing"] == ("True", "DevicePluginRestartPending")
