@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import re2
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from onload_operator.api import rules
 
 GROUP = "onload.amd.com"
 VERSION = "v1alpha1"
@@ -22,8 +24,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 
-# A Kubernetes label value: the Onload version is written into node labels.
-LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LABEL_VALUE_PATTERN = rules.LABEL_VALUE_PATTERN
 DEFAULT_LIB_MOUNT_PATH = "/usr/lib64"
 
 
@@ -81,8 +82,9 @@ class KernelMapping(ApiModel):
     )
     kernel_module_image: str = Field(
         min_length=1,
+        pattern=rules.IMAGE_PATTERN,
         description=(
-            "Image containing the Onload kernel modules for the matching kernels. May contain "
+            "Image reference containing the Onload kernel modules for the matching kernels. Its tag may contain "
             "${KERNEL_FULL_VERSION}; an absent image tag may be built by KMM when `build` is set."
         ),
     )
@@ -117,12 +119,14 @@ class OnloadComponentSpec(ApiModel):
     )
     user_image: str = Field(
         min_length=1,
+        pattern=rules.IMAGE_PATTERN,
         description=(
-            "Image with the Onload user-space files (/opt/onload), copied to each selected node by the "
+            "Image reference with the Onload user-space files (/opt/onload), copied to each selected node by the "
             "device plugin's init container. Must match `version`."
         ),
     )
     version: str = Field(
+        min_length=1,
         max_length=63,
         pattern=LABEL_VALUE_PATTERN,
         description=(
@@ -161,7 +165,7 @@ class DevicePluginSpec(ApiModel):
     )
     max_pods_per_node: int = Field(
         default=100,
-        ge=0,
+        ge=1,
         le=10000,
         description="Number of `amd.com/onload` devices each node advertises: the most Onload containers a node runs.",
     )
@@ -176,20 +180,33 @@ class DevicePluginSpec(ApiModel):
     )
     host_onload_path: str = Field(
         default="/opt/onload/",
-        pattern=r"^/",
-        description="Absolute host directory that receives the Onload user-space files.",
+        pattern=rules.HOST_PATH_PATTERN,
+        max_length=rules.MAX_PATH_LENGTH,
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": rules.HOST_PATH_RULE, "message": rules.HOST_PATH_MESSAGE}]
+        },
+        description="Host directory that receives the Onload user-space files: a normalised absolute path of at "
+        "least two components that is not a system directory and lies inside none ("
+        + ", ".join(rules.PROTECTED_HOST_DIRECTORIES)
+        + ").",
     )
     base_mount_path: str = Field(
         default="/opt/onload",
-        pattern=r"^/",
-        description="Absolute directory in the container under which Onload files are mounted.",
+        pattern=rules.ABSOLUTE_PATH_PATTERN,
+        max_length=rules.MAX_PATH_LENGTH,
+        description="Normalised absolute directory in the container under which Onload files are mounted.",
     )
     bin_mount_path: str = Field(
         default="/usr/bin",
-        description="Directory under baseMountPath where the `onload` binary is mounted.",
+        pattern=rules.MOUNT_PATH_PATTERN,
+        max_length=rules.MAX_PATH_LENGTH,
+        description="Directory under baseMountPath where the `onload` binary is mounted: a normalised path "
+        "(no '.' or '..' components) joined to baseMountPath; empty mounts it in baseMountPath itself.",
     )
     lib_mount_path: str | None = Field(
         default=None,
+        pattern=rules.MOUNT_PATH_PATTERN,
+        max_length=rules.MAX_PATH_LENGTH,
         description=f"Directory under baseMountPath where the Onload libraries are mounted (default "
         f"{DEFAULT_LIB_MOUNT_PATH}).",
     )
@@ -204,9 +221,19 @@ class DevicePluginSpec(ApiModel):
     legacy_lib_mount_path: str | None = Field(
         default=None,
         alias="libMounthPath",
+        pattern=rules.MOUNT_PATH_PATTERN,
+        max_length=rules.MAX_PATH_LENGTH,
         description="Older spelling of libMountPath, accepted for CRs written for earlier operators. "
         "Set at most one of the two.",
     )
+
+    @field_validator("host_onload_path")
+    @classmethod
+    def _check_host_path(cls, path: str) -> str:
+        error = rules.host_path_error(path)
+        if error is not None:
+            raise ValueError(error)
+        return path
 
     @model_validator(mode="after")
     def _check_exclusive(self) -> DevicePluginSpec:

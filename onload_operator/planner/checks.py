@@ -6,7 +6,6 @@ cluster is created, changed or deleted because of it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +22,14 @@ INVALID_REGEXP = "InvalidKernelMappingRegexp"
 SELECTOR_CONFLICT = "SelectorConflict"
 UNSAFE_HOST_PATH = "UnsafeHostOnloadPath"
 
-_SAFE_HOST_PATH = re.compile(r"^(/[A-Za-z0-9._-]+){2,}/?$")
-"""At least two path components of plain characters: the device plugin's preStop hook runs ``rm -r`` on it."""
+
+def _reason(where: str, error_type: str) -> str:
+    """Problems of these fields have a reason of their own; every other field's is InvalidSpec."""
+    if where == "spec.onload.userImage" and error_type in ("missing", "string_too_short"):
+        return MISSING_USER_IMAGE
+    if where == "spec.devicePlugin.hostOnloadPath":
+        return UNSAFE_HOST_PATH
+    return INVALID_SPEC
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,7 @@ def _spec_problems(error: ValidationError) -> list[Problem]:
     for detail in error.errors():
         where = _location(tuple(detail["loc"]))
         message = f"{where}: {detail['msg']}"
-        reason = MISSING_USER_IMAGE if where == "spec.onload.userImage" else INVALID_SPEC
-        problems.append(Problem(reason, message))
+        problems.append(Problem(_reason(where, detail["type"]), message))
     return problems
 
 
@@ -78,17 +82,6 @@ def regexp_problems(onload: Onload) -> list[Problem]:
     return problems
 
 
-def host_path_problem(onload: Onload) -> Problem | None:
-    path = onload.spec.device_plugin.host_onload_path
-    if _SAFE_HOST_PATH.match(path) and ".." not in path.split("/"):
-        return None
-    return Problem(
-        UNSAFE_HOST_PATH,
-        f"spec.devicePlugin.hostOnloadPath {path!r} must be a dedicated directory at least two levels deep, of "
-        "letters, digits, '.', '_' and '-': the device plugin copies Onload there and removes it when it stops",
-    )
-
-
 def validate(body: Mapping[str, Any]) -> tuple[Onload | None, list[Problem]]:
     """Parse a CR as read from the API and list its problems; the model is None when the spec does not parse."""
     metadata = body.get("metadata") or {}
@@ -102,5 +95,4 @@ def validate(body: Mapping[str, Any]) -> tuple[Onload | None, list[Problem]]:
     except ValidationError as error:
         return None, problems + _spec_problems(error)
     onload = Onload(metadata=ObjectMeta.model_validate(metadata), spec=spec)
-    host_path = host_path_problem(onload)
-    return onload, problems + regexp_problems(onload) + ([host_path] if host_path else [])
+    return onload, problems + regexp_problems(onload)

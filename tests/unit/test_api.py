@@ -108,7 +108,8 @@ def test_preload_and_mount_onload_are_exclusive() -> None:
         (("onload", "kernelMappings"), [], "at least 1 item"),
         (("onload", "imagePullPolicy"), "Sometimes", "Input should be 'Always', 'IfNotPresent' or 'Never'"),
         (("selector",), {}, "at least 1 item"),
-        (("devicePlugin", "maxPodsPerNode"), -1, "greater than or equal to 0"),
+        (("onload", "version"), "", "at least 1 character"),
+        (("devicePlugin", "maxPodsPerNode"), 0, "greater than or equal to 1"),
         (("devicePlugin", "preload"), True, "Extra inputs are not permitted"),
     ],
 )
