@@ -7,7 +7,7 @@ Python attributes are snake_case; the JSON (and CRD) names are the camelCase ali
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,6 +25,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 
 LABEL_VALUE_PATTERN = rules.LABEL_VALUE_PATTERN
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 DEFAULT_LIB_MOUNT_PATH = "/usr/lib64"
 
 
@@ -153,8 +154,9 @@ class DevicePluginSpec(ApiModel):
                     "message": "setPreload and mountOnload are mutually exclusive",
                 },
                 {
-                    "rule": "!(has(self.libMountPath) && has(self.libMounthPath))",
-                    "message": "set only one of libMountPath and libMounthPath (its older spelling)",
+                    "rule": "!(has(self.libMountPath) && has(self.libMounthPath)) "
+                    "|| self.libMountPath == self.libMounthPath",
+                    "message": "libMountPath and libMounthPath (its older spelling) differ: set only one",
                 },
             ]
         }
@@ -223,8 +225,8 @@ class DevicePluginSpec(ApiModel):
         alias="libMounthPath",
         pattern=rules.MOUNT_PATH_PATTERN,
         max_length=rules.MAX_PATH_LENGTH,
-        description="Older spelling of libMountPath, accepted for CRs written for earlier operators. "
-        "Set at most one of the two.",
+        description="Older spelling of libMountPath, accepted for CRs written for earlier operators (the Go "
+        "operator's CRD defaulted it to /usr/lib64 in every CR it stored). Both may be set only to the same value.",
     )
 
     @field_validator("host_onload_path")
@@ -239,8 +241,10 @@ class DevicePluginSpec(ApiModel):
     def _check_exclusive(self) -> DevicePluginSpec:
         if self.set_preload and self.mount_onload:
             raise ValueError("setPreload and mountOnload are mutually exclusive")
-        if self.lib_mount_path is not None and self.legacy_lib_mount_path is not None:
-            raise ValueError("set only one of libMountPath and libMounthPath (its older spelling)")
+        if None not in (self.lib_mount_path, self.legacy_lib_mount_path) and (
+            self.lib_mount_path != self.legacy_lib_mount_path
+        ):
+            raise ValueError("libMountPath and libMounthPath (its older spelling) differ: set only one")
         return self
 
     @property
@@ -336,16 +340,17 @@ class OnloadSpec(ApiModel):
     device_plugin: DevicePluginSpec = Field(
         description="Configuration of the Onload device plugin; `{}` takes every default."
     )
-    selector: dict[str, str] = Field(
+    selector: dict[str, LabelValue] = Field(
         min_length=1,
         json_schema_extra={"minProperties": 1},
-        description="Node labels selecting the nodes that get Onload. Must not be empty, and must not select "
-        "nodes that another Onload CR selects.",
+        description="Node labels selecting the nodes that get Onload: valid label keys and values. Must not be "
+        "empty, and must not select nodes that another Onload CR selects.",
     )
     service_account_name: str = Field(
-        min_length=1,
-        description="Service account of the KMM module loader and the device plugin pods "
-        "(needs privileged pods and `get` on pods).",
+        max_length=253,
+        pattern=rules.SERVICE_ACCOUNT_PATTERN,
+        description="Service account of the KMM module loader and the device plugin pods (needs privileged pods "
+        "and `get` on pods): a DNS subdomain, or empty for the namespace's default service account.",
     )
     image_pull_secrets: list[LocalObjectReference] = Field(
         default_factory=list,
@@ -357,6 +362,14 @@ class OnloadSpec(ApiModel):
         description="How a change of what the nodes run (version, images, kernel mappings, device-plugin settings) "
         "is rolled out node by node. Every field has a default; `{}` or leaving it out takes them.",
     )
+
+    @field_validator("selector")
+    @classmethod
+    def _check_selector_keys(cls, selector: dict[str, str]) -> dict[str, str]:
+        errors = [error for error in map(rules.label_key_error, selector) if error is not None]
+        if errors:
+            raise ValueError("; ".join(errors))
+        return selector
 
     @property
     def uses_sfc(self) -> bool:

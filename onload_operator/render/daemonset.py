@@ -203,7 +203,8 @@ def device_plugin_daemonset(onload: Onload, revision: str, image: str) -> Manife
     labels = names.base_labels(namespace, name, "device-plugin")
     pod_labels = {**labels, names.NAME_LABEL: ds_name}
     pod_spec: Manifest = {
-        "serviceAccountName": spec.service_account_name,
+        # Empty: the namespace's default service account, which the API server writes in.
+        **({"serviceAccountName": spec.service_account_name} if spec.service_account_name else {}),
         "nodeSelector": dict(spec.selector),
         "affinity": {
             "nodeAffinity": {

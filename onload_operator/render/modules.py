@@ -47,9 +47,11 @@ def _module(onload: Onload, revision: str, module: str, modprobe_name: str, mapp
         # Not spec.selector: KMM would unload the modules at once from a node that stops matching it, under the
         # running device plugin (see names.module_selector_label).
         "selector": {names.module_selector_label(namespace, onload.metadata.name): ""},
-        "moduleLoader": {"serviceAccountName": spec.service_account_name, "container": container},
+        "moduleLoader": {"container": container},
         "tolerations": upgrade_tolerations(),
     }
+    if spec.service_account_name:
+        module_spec["moduleLoader"]["serviceAccountName"] = spec.service_account_name
     if spec.image_pull_secrets:
         module_spec["imageRepoSecret"] = {"name": spec.image_pull_secrets[0].name}
     return {

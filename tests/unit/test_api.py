@@ -71,9 +71,16 @@ def test_correct_spelling_is_accepted() -> None:
     assert spec.device_plugin.effective_lib_mount_path == "/usr/lib"
 
 
-def test_both_spellings_are_refused() -> None:
-    with pytest.raises(ValidationError, match="only one of libMountPath and libMounthPath"):
+def test_both_spellings_are_refused_when_they_differ() -> None:
+    with pytest.raises(ValidationError, match=r"libMountPath and libMounthPath .* differ"):
         OnloadSpec.model_validate(spec_with(libMountPath="/a", libMounthPath="/b"))
+
+
+def test_both_spellings_are_accepted_when_equal() -> None:
+    """The Go v3 CRD stored libMounthPath: /usr/lib64 in every CR; re-applying a manifest with the new spelling
+    must not be refused."""
+    spec = OnloadSpec.model_validate(spec_with(libMountPath="/usr/lib64", libMounthPath="/usr/lib64"))
+    assert spec.device_plugin.effective_lib_mount_path == "/usr/lib64"
 
 
 def test_empty_device_plugin_takes_the_go_defaults() -> None:

@@ -52,6 +52,9 @@ GOOD = [
     ("onload.userImage", "registry.example.com:5000/onload/onload-user:8.1.2.26"),
     ("onload.userImage", "onload-user@sha256:" + "a" * 64),
     ("onload.kernelMappings", [{"regexp": "x", "kernelModuleImage": "m:8.1-${KERNEL_FULL_VERSION}"}]),
+    ("selector", {"example.com/pool": "a", "node-role.kubernetes.io/worker": ""}),
+    ("serviceAccountName", ""),
+    ("serviceAccountName", "onload.sa"),
 ]
 
 BAD = [
@@ -72,6 +75,18 @@ BAD = [
     ("onload.userImage", "onload user:8.1"),
     ("onload.userImage", "Onload-User:8.1"),
     ("onload.kernelMappings", [{"regexp": "x", "kernelModuleImage": "m :tag"}]),
+    ("selector", {"pool": "a b"}),
+    ("selector", {"pool": "-a"}),
+    ("selector", {"pool": "x" * 64}),
+    ("serviceAccountName", "Onload_SA"),
+    ("serviceAccountName", " "),
+]
+
+MODEL_ONLY = [
+    ("selector", {"bad key": "a"}),
+    ("selector", {"Example.com/pool": "a"}),
+    ("selector", {"example.com/" + "x" * 64: "a"}),
+    ("selector", {"/pool": "a"}),
 ]
 
 
@@ -91,3 +106,12 @@ def test_unsafe_values_are_refused_by_the_crd_and_the_models(path: str, value: A
     messages = model_refusals(body)
     assert messages, f"the models accept {path}={value!r}"
     assert any(message.startswith("spec." + path.split(".")[0]) for message in messages), messages
+
+
+@pytest.mark.parametrize(("path", "value"), MODEL_ONLY)
+def test_label_keys_are_refused_by_the_models(path: str, value: Any) -> None:
+    """The CRD cannot check map keys at a bounded CEL cost; the operator refuses them (InvalidSpec, the field named)."""
+    problems = validate(with_field(path, value))[1]
+    assert [problem.reason for problem in problems] == ["InvalidSpec"]
+    assert problems[0].message.startswith("spec.selector: ")
+    assert "label key" in problems[0].message
