@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+import re2
+
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 _DNS_SUBDOMAIN = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
@@ -105,4 +107,31 @@ def label_key_error(key: str) -> str | None:
         )
     if len(prefix) > 253:
         return f"label key {key!r}: the prefix may have at most 253 characters"
+    return None
+
+
+_GO_REFUSALS = (
+    (re.compile(r"^(?:[^\\]|\\.)*?\\C"), "\\C (any byte) is not supported by Go's regexp"),
+    (
+        re.compile(r"^(?:[^\\]|\\.)*?\(\?<[A-Za-z_]"),
+        "(?<name>...) is refused by the Go versions that build KMM before Go 1.22; write (?P<name>...)",
+    ),
+)
+"""Syntax that RE2 compiles and Go's regexp (KMM's engine) does not: each is matched outside escapes."""
+
+
+def regexp_error(pattern: str) -> str | None:
+    """Why a kernel-mapping regexp does not compile under Go's regexp (KMM's engine), or None.
+
+    RE2 decides the syntax they share; Go's own refusals are checked first."""
+    for refusal, reason in _GO_REFUSALS:
+        if refusal.search(pattern):
+            return reason
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        re2.compile(pattern, options=options)
+    except re2.error as error:
+        detail = error.args[0] if error.args else error
+        return detail.decode() if isinstance(detail, bytes) else str(detail)
     return None

@@ -77,8 +77,10 @@ class KernelMapping(ApiModel):
     regexp: str = Field(
         min_length=1,
         description=(
-            "Regular expression matched against the node's kernel version (unanchored, RE2 syntax). "
-            "Use it also for literal versions. The operator refuses expressions that do not compile."
+            "Regular expression matched against the node's kernel version (unanchored), in the syntax of Go's "
+            "regexp package that KMM uses. Use it also for literal versions. The operator refuses expressions that "
+            "Go does not compile, including `\\C` and `(?<name>...)` (write `(?P<name>...)`), which other RE2 "
+            "engines accept."
         ),
     )
     kernel_module_image: str = Field(
@@ -488,15 +490,3 @@ class Onload(BaseModel):
     def from_manifest(cls, body: dict[str, Any]) -> Onload:
         """Validate a manifest or API object."""
         return cls.model_validate(body)
-
-
-def regexp_error(pattern: str) -> str | None:
-    """Why a kernel-mapping regexp does not compile under RE2 (the syntax of KMM's Go regexp), or None."""
-    options = re2.Options()
-    options.log_errors = False
-    try:
-        re2.compile(pattern, options=options)
-    except re2.error as error:
-        reason = error.args[0] if error.args else error
-        return reason.decode() if isinstance(reason, bytes) else str(reason)
-    return None

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from onload_operator.api.v1alpha1 import ObjectMeta, Onload, OnloadSpec, regexp_error
+from onload_operator.api.rules import regexp_error
+from onload_operator.api.v1alpha1 import ObjectMeta, Onload, OnloadSpec
 from onload_operator.render import names
 
 NAME_TOO_LONG = "NameTooLong"
@@ -75,8 +76,8 @@ def regexp_problems(onload: Onload) -> list[Problem]:
             problems.append(
                 Problem(
                     INVALID_REGEXP,
-                    f"spec.onload.kernelMappings[{index}].regexp {mapping.regexp!r} does not compile as RE2 "
-                    f"(the syntax KMM uses): {error}",
+                    f"spec.onload.kernelMappings[{index}].regexp {mapping.regexp!r} does not compile under "
+                    f"Go's regexp (KMM's engine): {error}",
                 )
             )
     return problems

@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from onload_operator.api.v1alpha1 import Onload, OnloadSpec, regexp_error
+from onload_operator.api.rules import regexp_error
+from onload_operator.api.v1alpha1 import Onload, OnloadSpec
 
 # A CR as written for the Go v3 operator, including its misspelled `libMounthPath` key.
 GO_V3_CR: dict[str, Any] = {
@@ -140,9 +141,14 @@ def test_bad_fields_are_refused_with_the_field_named(path: tuple[str, ...], valu
         ("[", False),
         ("(?=lookahead)", False),  # Python accepts it; RE2 (and so KMM) does not
         ("(unclosed", False),
+        ("^5\\C", False),  # RE2 accepts \C (any byte); Go refuses it
+        ("^5\\\\C", True),  # an escaped backslash, then C
+        ("(?<major>[0-9]+)", False),  # RE2 accepts it; Go before 1.22 (older KMM builds) refuses it
+        ("(?P<major>[0-9]+)", True),
+        ("(?<=x)y", False),
     ],
 )
-def test_kernel_mapping_regexps_are_checked_with_re2(pattern: str, compiles: bool) -> None:
+def test_kernel_mapping_regexps_are_checked_as_go_compiles_them(pattern: str, compiles: bool) -> None:
     error = regexp_error(pattern)
     assert (error is None) == compiles, error
     if not compiles:
