@@ -198,3 +198,18 @@ def test_selecting_no_node_reports_it_and_clears_the_version(cluster: Cluster) -
     cluster.wait_reason(NS, "onload", "NoNodesSelected")
     wait_for(lambda: "version" not in cluster.onload(NS, "onload")["status"], message="status.version removed")
     assert labelled(cluster, ONLOAD_KEY) == set()
+
+
+def test_a_cr_with_a_large_spec_is_created_updated_and_deleted(cluster: Cluster) -> None:
+    """kopf's diff base would copy the spec into an annotation, and a 160 KB spec doubled passes the API
+    server's 256 KiB limit on annotations: every later write of the CR (its finalizer included) would be refused."""
+    secrets = [{"name": f"pull-secret-{index:04d}-" + "x" * 200} for index in range(900)]
+    cluster.create_onload(onload_body(imagePullSecrets=secrets))
+    cluster.wait_ready(NS, "onload", timeout=60)
+    annotations = cluster.onload(NS, "onload")["metadata"].get("annotations") or {}
+    assert sum(len(key) + len(value) for key, value in annotations.items()) < 4096
+    cluster.patch_onload(NS, "onload", {"spec": {"devicePlugin": {"maxPodsPerNode": 9}}})
+    cluster.wait_ready(NS, "onload", timeout=60)
+    cluster.delete_onload(NS, "onload")
+    wait_for(lambda: not cluster.onload_exists(NS, "onload"), timeout=30, message="the CR is deleted")
+    assert not labelled(cluster, GATE)
