@@ -138,7 +138,9 @@ class OnloadComponentSpec(ApiModel):
         ),
     )
     image_pull_policy: PullPolicy | None = Field(
-        default=None, description="Pull policy of the kernel module images and of the user-space image."
+        default=None,
+        description="Pull policy of the kernel module images and of the user-space image (unset: the Kubernetes "
+        "default, Always for a `latest` or absent tag and IfNotPresent otherwise).",
     )
     control_plane: ControlPlaneSpec | None = Field(
         default=None, description="Configuration of the Onload control plane server."
@@ -165,22 +167,26 @@ class DevicePluginSpec(ApiModel):
     )
 
     image_pull_policy: PullPolicy | None = Field(
-        default=None, description="Pull policy of the device plugin and Onload worker containers."
+        default=None,
+        description="Pull policy of the device plugin and Onload worker containers (unset: the Kubernetes default, "
+        "Always for a `latest` or absent tag and IfNotPresent otherwise).",
     )
     max_pods_per_node: int = Field(
         default=100,
         ge=1,
         le=10000,
-        description="Number of `amd.com/onload` devices each node advertises: the most Onload containers a node runs.",
+        description="Number of `amd.com/onload` devices each node advertises: the most Onload containers a node runs "
+        "(default 100).",
     )
     set_preload: bool = Field(
         default=True,
-        description="Set LD_PRELOAD to libonload.so in containers that request `amd.com/onload`. "
+        description="Set LD_PRELOAD to libonload.so in containers that request `amd.com/onload` (default true). "
         "Mutually exclusive with mountOnload.",
     )
     mount_onload: bool = Field(
         default=False,
-        description="Mount the `onload` launcher binary into containers. Mutually exclusive with setPreload.",
+        description="Mount the `onload` launcher binary into containers (default false). Mutually exclusive with "
+        "setPreload.",
     )
     host_onload_path: str = Field(
         default="/opt/onload/",
@@ -192,20 +198,22 @@ class DevicePluginSpec(ApiModel):
         description="Host directory that receives the Onload user-space files: a normalised absolute path of at "
         "least two components that is not a system directory and lies inside none ("
         + ", ".join(rules.PROTECTED_HOST_DIRECTORIES)
-        + ").",
+        + "). Default /opt/onload/.",
     )
     base_mount_path: str = Field(
         default="/opt/onload",
         pattern=rules.ABSOLUTE_PATH_PATTERN,
         max_length=rules.MAX_PATH_LENGTH,
-        description="Normalised absolute directory in the container under which Onload files are mounted.",
+        description="Normalised absolute directory in the container under which Onload files are mounted "
+        "(default /opt/onload).",
     )
     bin_mount_path: str = Field(
         default="/usr/bin",
         pattern=rules.MOUNT_PATH_PATTERN,
         max_length=rules.MAX_PATH_LENGTH,
         description="Directory under baseMountPath where the `onload` binary is mounted: a normalised path "
-        "(no '.' or '..' components) joined to baseMountPath; empty mounts it in baseMountPath itself.",
+        "(no '.' or '..' components) joined to baseMountPath; empty mounts it in baseMountPath itself "
+        "(default /usr/bin).",
     )
     lib_mount_path: str | None = Field(
         default=None,
@@ -340,7 +348,10 @@ class OnloadSpec(ApiModel):
 
     onload: OnloadComponentSpec = Field(description="The Onload version, its images and its kernel modules.")
     device_plugin: DevicePluginSpec = Field(
-        description="Configuration of the Onload device plugin; `{}` takes every default."
+        default_factory=lambda: DevicePluginSpec(),
+        json_schema_extra={"default": {}},
+        description="Configuration of the Onload device plugin. Every field has a default; `{}` or leaving it out "
+        "takes them.",
     )
     selector: dict[str, LabelValue] = Field(
         min_length=1,

@@ -213,3 +213,13 @@ def test_a_cr_with_a_large_spec_is_created_updated_and_deleted(cluster: Cluster)
     cluster.delete_onload(NS, "onload")
     wait_for(lambda: not cluster.onload_exists(NS, "onload"), timeout=30, message="the CR is deleted")
     assert not labelled(cluster, GATE)
+
+
+def test_a_cr_without_a_device_plugin_block_converges_with_the_defaults(cluster: Cluster) -> None:
+    body = onload_body()
+    del body["spec"]["devicePlugin"]
+    cluster.create_onload(body)
+    stored = cluster.wait_ready(NS, "onload")
+    assert stored["spec"]["devicePlugin"]["hostOnloadPath"] == "/opt/onload/"
+    args = cluster.daemonset(NS, DS).spec.template.spec.containers[0].args
+    assert "-maxPods=100" in args

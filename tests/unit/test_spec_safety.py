@@ -115,3 +115,21 @@ def test_label_keys_are_refused_by_the_models(path: str, value: Any) -> None:
     assert [problem.reason for problem in problems] == ["InvalidSpec"]
     assert problems[0].message.startswith("spec.selector: ")
     assert "label key" in problems[0].message
+
+
+def test_a_minimal_cr_takes_the_device_plugin_defaults_from_the_crd() -> None:
+    body = cr_body()
+    del body["spec"]["devicePlugin"]
+    assert crd_refusals(body) == []
+    assert model_refusals(body) == []
+    root = yaml.safe_load(CRD_PATH.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema.apply_defaults(root, body)
+    assert body["spec"]["devicePlugin"] == {
+        "maxPodsPerNode": 100,
+        "setPreload": True,
+        "mountOnload": False,
+        "hostOnloadPath": "/opt/onload/",
+        "baseMountPath": "/opt/onload",
+        "binMountPath": "/usr/bin",
+        "cdi": False,
+    }
