@@ -94,8 +94,9 @@ class KernelMapping(ApiModel):
     sfc: SfcSpec | None = Field(
         default=None,
         description=(
-            "When present on any mapping, the operator also manages a KMM Module that loads the out-of-tree sfc "
-            "driver from the same image. Incompatible with boot-time loading of sfc (e.g. a MachineConfig)."
+            "When present, the nodes whose kernel this mapping serves also load the out-of-tree sfc driver from "
+            "the same image, through a second KMM Module that holds only such mappings; nodes of the other "
+            "mappings run Onload without it. Incompatible with boot-time loading of sfc (e.g. a MachineConfig)."
         ),
     )
     build: KernelBuild | None = Field(

@@ -28,6 +28,7 @@ from onload_operator.actions import PatchNode
 from onload_operator.observed import NodeView
 from onload_operator.planner.snapshot import selector_matches
 from onload_operator.render import names
+from onload_operator.upgrade.revisions import Record, uses_sfc_on
 from onload_operator.upgrade.state import has_taint, state_of, upgrade_taint, without_taint
 
 LabelChanges = dict[str, str | None]
@@ -172,18 +173,24 @@ class NodePlan:
     """Selected nodes whose labels are still being set (cleanup of other nodes does not count)."""
 
 
+def sfc_nodes(record: Record, nodes: Mapping[str, NodeView]) -> frozenset[str]:
+    """The nodes on which the revision ``record`` loads sfc: those whose kernel's mapping asks for it."""
+    return frozenset(node for node, view in nodes.items() if uses_sfc_on(record, view.kernel_version))
+
+
 def plan_node_labels(
     namespace: str,
     name: str,
     version: str,
-    uses_sfc: bool,
+    sfc_nodes: Collection[str],
     selector: Mapping[str, str],
     nodes: Mapping[str, NodeView],
     upgrading: Collection[str] = frozenset(),
     device_plugin_nodes: Collection[str] | None = None,
 ) -> NodePlan:
-    """Label changes for every node but those in ``upgrading`` (owned by the upgrade machine);
-    ``device_plugin_nodes`` are the nodes with a device-plugin pod (None: unknown).
+    """Label changes for every node but those in ``upgrading`` (owned by the upgrade machine); ``sfc_nodes`` are
+    the nodes whose kernel's mapping asks for sfc; ``device_plugin_nodes`` are the nodes with a device-plugin pod
+    (None: unknown).
 
     Without that knowledge no KMM label is removed from a node that stops matching.
     """
@@ -195,7 +202,7 @@ def plan_node_labels(
             namespace,
             name,
             version,
-            uses_sfc,
+            node in sfc_nodes,
             plugin_gone=device_plugin_nodes is not None and node not in device_plugin_nodes,
         )
         matches = selector_matches(selector, view.labels)

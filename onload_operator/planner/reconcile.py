@@ -28,7 +28,7 @@ from onload_operator.planner import takeover
 from onload_operator.planner.checks import validate
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason
 from onload_operator.planner.conflicts import selector_conflict
-from onload_operator.planner.nodes import plan_node_labels
+from onload_operator.planner.nodes import plan_node_labels, sfc_nodes
 from onload_operator.planner.revisions import Revisions, plan_revisions, recorded_registry
 from onload_operator.planner.snapshot import (
     ChildKey,
@@ -222,7 +222,7 @@ def _plan_valid(
         namespace,
         name,
         revisions.target,
-        onload.spec.uses_sfc,
+        sfc_nodes(revisions.registry[revisions.target], snapshot.nodes),
         selector,
         snapshot.nodes,
         rollout.owned,
