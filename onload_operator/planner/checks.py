@@ -22,6 +22,12 @@ MISSING_USER_IMAGE = "MissingUserImage"
 INVALID_REGEXP = "InvalidKernelMappingRegexp"
 SELECTOR_CONFLICT = "SelectorConflict"
 UNSAFE_HOST_PATH = "UnsafeHostOnloadPath"
+UNSUPPORTED_IMAGE = "UnsupportedDevicePluginImage"
+
+GO_DEVICE_PLUGIN_REPOSITORY = "docker.io/onload/onload-device-plugin"
+"""The Go operator's device-plugin image: its plugin and worker exit on the flags this operator passes, and it has
+none of the commands of the init containers."""
+DEVICE_PLUGIN_REPOSITORY = "docker.io/onload/onload-device-plugin-py"
 
 
 def _reason(where: str, error_type: str) -> str:
@@ -81,6 +87,30 @@ def regexp_problems(onload: Onload) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _repository(image: str) -> str:
+    """The image's repository with Docker Hub's registry written out, without tag or digest."""
+    name = image.split("@", 1)[0]
+    last_slash = name.rfind("/")
+    if ":" in name[last_slash + 1 :]:
+        name = name[: name.rindex(":")]
+    first, _slash, rest = name.partition("/")
+    if not rest or ("." not in first and ":" not in first and first != "localhost"):
+        name = f"docker.io/{name if rest else 'library/' + name}"
+    return name.replace("index.docker.io/", "docker.io/", 1)
+
+
+def device_plugin_image_problem(image: str) -> Problem | None:
+    """The operator's device-plugin image (DEVICE_PLUGIN_IMG) must be this project's, not the Go operator's."""
+    if _repository(image) != GO_DEVICE_PLUGIN_REPOSITORY:
+        return None
+    return Problem(
+        UNSUPPORTED_IMAGE,
+        f"the operator's device-plugin image {image!r} (DEVICE_PLUGIN_IMG) is the Go operator's, whose plugin and "
+        f"worker refuse the flags and commands of this operator's DaemonSet; set DEVICE_PLUGIN_IMG to "
+        f"{DEVICE_PLUGIN_REPOSITORY} at this operator's version (config/default does)",
+    )
 
 
 def validate(body: Mapping[str, Any]) -> tuple[Onload | None, list[Problem]]:

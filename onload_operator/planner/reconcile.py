@@ -25,7 +25,7 @@ from onload_operator.actions import (
 from onload_operator.api.v1alpha1 import API_VERSION, KIND, Onload
 from onload_operator.observed import NodeView
 from onload_operator.planner import takeover
-from onload_operator.planner.checks import validate
+from onload_operator.planner.checks import device_plugin_image_problem, validate
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason
 from onload_operator.planner.conflicts import selector_conflict
 from onload_operator.planner.nodes import plan_node_labels, sfc_nodes
@@ -87,6 +87,9 @@ def plan(snapshot: Snapshot, device_plugin_image: str, now: str) -> Plan:
     metadata = body.get("metadata") or {}
     generation = metadata.get("generation")
     onload, problems = validate(body)
+    image_problem = device_plugin_image_problem(device_plugin_image)
+    if image_problem is not None:
+        problems.append(image_problem)
     if onload is not None and not problems:
         conflict = selector_conflict(_me(onload, body), snapshot.onloads, snapshot.nodes)
         if conflict is not None:

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from onload_operator.actions import ApplyChild, PatchNode, PatchStatus, PostEvent
 from onload_operator.planner.checks import (
+    DEVICE_PLUGIN_REPOSITORY,
     INVALID_REGEXP,
     INVALID_SPEC,
     MISSING_USER_IMAGE,
     NAME_TOO_LONG,
+    UNSUPPORTED_IMAGE,
 )
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING
-from onload_operator.planner.reconcile import failure_plan
+from onload_operator.planner.reconcile import failure_plan, plan
 from onload_operator.planner.snapshot import LastApplied
 from onload_operator.render import names
-from tests.unit.onload_samples import LATER, NOW, World, conditions, converge, cr_body, worker_nodes
+from tests.unit.onload_samples import LATER, NOW, World, conditions, converge, cr_body, snapshot, worker_nodes
 
 DS = names.device_plugin_revision_name("onload", "8.1.2.26")
 
@@ -249,3 +253,32 @@ def test_a_child_still_as_last_applied_is_not_applied_again_although_it_looks_dr
     applied = LastApplied(ds["metadata"]["annotations"][names.APPLIED_HASH_ANNOTATION], "42")
     assert world.plan(last_applied={key: applied}).of(ApplyChild) == []
     assert world.plan(last_applied={key: applied._replace(resource_version="43")}).of(ApplyChild) != []
+
+
+@pytest.mark.parametrize(
+    ("image", "refused"),
+    [
+        ("docker.io/onload/onload-device-plugin:3.0.0", True),
+        ("onload/onload-device-plugin:3.0.0", True),
+        ("index.docker.io/onload/onload-device-plugin@sha256:" + "a" * 64, True),
+        ("docker.io/onload/onload-device-plugin-py:0.1.0", False),
+        ("registry.example.com/onload/onload-device-plugin:3.0.0", False),
+    ],
+)
+def test_the_go_device_plugin_image_is_refused_naming_the_image_to_use(image: str, refused: bool) -> None:
+    """The Go plugin and worker exit on this operator's flags: rather than a crash-looping DaemonSet, the CR says
+    which image to set."""
+    world = World(cr_body(), worker_nodes(2))
+    result = plan(snapshot(world.body, world.nodes), image, NOW)
+    assert result.status is not None
+    ready = conditions(result.status)["Ready"]
+    if refused:
+        assert ready == ("False", UNSUPPORTED_IMAGE)
+        assert result.of(ApplyChild) == []
+        assert result.of(PatchNode) == []
+        message = next(c["message"] for c in result.status["conditions"] if c["type"] == "Ready")
+        assert DEVICE_PLUGIN_REPOSITORY in message
+        assert image in message
+    else:
+        assert ready[1] != UNSUPPORTED_IMAGE
+        assert result.of(ApplyChild)
