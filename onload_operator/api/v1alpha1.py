@@ -231,6 +231,14 @@ class DevicePluginSpec(ApiModel):
         "reach the runtime where the kubelet's DevicePluginCDIDevices gate is on (Kubernetes 1.29 and later) and "
         "the runtime has CDI enabled.",
     )
+    priority_class_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=rules.SERVICE_ACCOUNT_PATTERN,
+        description="PriorityClass of the device-plugin pods (unset: system-node-critical, so that a node under "
+        "pressure evicts them last). Platforms that allow system-node-critical only in kube-system refuse those "
+        'pods elsewhere: name another PriorityClass, or set "" for none.',
+    )
     legacy_lib_mount_path: str | None = Field(
         default=None,
         alias="libMounthPath",

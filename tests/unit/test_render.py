@@ -208,3 +208,19 @@ def test_an_empty_service_account_leaves_the_namespace_default() -> None:
     named = onload(serviceAccountName="onload-sa")
     assert daemonset_of(named)["spec"]["template"]["spec"]["serviceAccountName"] == "onload-sa"
     assert onload_module_of(named)["spec"]["moduleLoader"]["serviceAccountName"] == "onload-sa"
+
+
+@pytest.mark.parametrize(
+    ("device_plugin", "priority_class"),
+    [
+        ({}, "system-node-critical"),
+        ({"priorityClassName": "onload-critical"}, "onload-critical"),
+        ({"priorityClassName": ""}, None),
+    ],
+)
+def test_the_device_plugin_priority_class_is_configurable(
+    device_plugin: dict[str, Any], priority_class: str | None
+) -> None:
+    """Some platforms allow system-node-critical only in kube-system: another class, or none, can be named."""
+    pod = daemonset_of(onload(devicePlugin=device_plugin))["spec"]["template"]["spec"]
+    assert pod.get("priorityClassName") == priority_class
