@@ -29,6 +29,7 @@ from onload_operator.config import OperatorConfig
 from onload_operator.io.children import KmmMissingError, read_children
 from onload_operator.io.client import Kube, now_rfc3339
 from onload_operator.io.executor import Executor
+from onload_operator.io.kmm import module_spec_fields
 from onload_operator.io.nodes import nodes_with_labels
 from onload_operator.io.pods import device_plugin_nodes, pods_on_node
 from onload_operator.metrics import OperatorMetrics
@@ -115,6 +116,8 @@ class OperatorContext:
     eviction_blocks: dict[CrKey, dict[str, str]] = field(default_factory=dict)
     """Per CR, node → the answer to the last refused eviction there (reported in the status, not decided on)."""
     node_fingerprints: dict[str, int] = field(default_factory=dict)
+    module_spec_fields: frozenset[str] | None = None
+    """The fields of the installed KMM's ``Module.spec``, read once (None until read)."""
     metrics_server: Any = None
 
     def waker(self, key: CrKey) -> asyncio.Event:
@@ -177,6 +180,7 @@ def _snapshot(context: OperatorContext, key: CrKey, body: Mapping[str, Any], cac
         last_applied=context.executor.last_applied(key[0]),
         recent_errors=failures[-1:] if len(failures) >= context.config.degraded_after_failures else (),
         eviction_blocks=dict(context.eviction_blocks.get(key, {})),
+        module_tolerations=context.module_spec_fields is None or "tolerations" in context.module_spec_fields,
     )
 
 
@@ -230,6 +234,8 @@ async def reconcile(context: OperatorContext, key: CrKey, body: Mapping[str, Any
     """One pass for one CR: the number of writes made, or None when it failed (retried with back-off)."""
     started = time.monotonic()
     try:
+        if context.module_spec_fields is None:
+            context.module_spec_fields = await asyncio.to_thread(module_spec_fields, context.kube)
         snapshot = await _with_pods(context, key, _snapshot(context, key, body, cache))
         result = await _planned(context, key, snapshot)
         context.observations[key] = result.observation

@@ -308,7 +308,7 @@ class ChildrenPlan:
 def _plan_children(revisions: Revisions, snapshot: Snapshot, image: str, modules_held: bool) -> ChildrenPlan:
     """Children to apply, and those to delete: DaemonSets of revisions no node runs any longer (and the single
     DaemonSet of earlier operators), the sfc Module once no node uses sfc."""
-    manifests = render_children(revisions.deployment, image)
+    manifests = render_children(revisions.deployment, image, module_tolerations=snapshot.module_tolerations)
     desired = {child_key(m) for m in manifests}
     obsolete = [
         (key, live)

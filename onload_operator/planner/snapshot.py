@@ -54,6 +54,8 @@ class Snapshot:
     """Every pod of each node whose upgrade step waits on pods (``upgrade.needs_pods``); no other pod is read."""
     eviction_blocks: Mapping[str, str] = field(default_factory=dict)
     """Node → the API's answer to the last eviction it refused there (it names the PodDisruptionBudget)."""
+    module_tolerations: bool = True
+    """Whether the installed KMM's Module has ``spec.tolerations`` (KMM 2.3 and later); True when unknown."""
 
 
 def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:

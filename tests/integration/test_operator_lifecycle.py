@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import urllib.request
 from functools import partial
+from pathlib import Path
 
+import yaml
+
+import kubesim
 from kubesim.polling import wait_for
 from onload_operator.render import names
 from tests.integration.node_order import UnloadOrder
-from tests.integration.operator_harness import IMAGE, Cluster, onload_body
+from tests.integration.operator_harness import IMAGE, Cluster, onload_body, simulated_cluster
 from tests.integration.upgrade_support import complete
 
 NS = "onload"
@@ -223,3 +227,28 @@ def test_a_cr_without_a_device_plugin_block_converges_with_the_defaults(cluster:
     assert stored["spec"]["devicePlugin"]["hostOnloadPath"] == "/opt/onload/"
     args = cluster.daemonset(NS, DS).spec.template.spec.containers[0].args
     assert "-maxPods=100" in args
+
+
+def test_modules_carry_no_tolerations_under_a_kmm_that_does_not_know_them(tmp_path: Path) -> None:
+    """KMM before 2.3 has no Module spec.tolerations: the API server prunes it, so rendering it would make every
+    reconcile see drift and write the Module again."""
+    crd = yaml.safe_load((Path(kubesim.__file__).parent / "crds" / "kmm.sigs.x-k8s.io_modules.yaml").read_text())
+    spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    del spec_schema["properties"]["tolerations"]
+    with simulated_cluster(tmp_path) as cluster:
+        cluster.sim.call(cluster.sim.apply_object, crd)
+        cluster.start_operator()
+        cluster.create_onload(onload_body())
+        cluster.wait_ready(NS, "onload")
+        module = cluster.module(NS, "onload-module")
+        assert module is not None
+        assert "tolerations" not in module["spec"]
+        wait_for(lambda: "AllNodesReady" in {e.reason for e in cluster.events(NS, "onload")})
+        assert cluster.operator is not None
+        converged = cluster.operator.context.metrics.reconciles.labels("converged")
+        writes_before = len(cluster.operator_writes())
+        count = converged._value.get()
+        # Another manager's label moves the Module past the version the operator last applied: it is compared again.
+        cluster.patch_module(NS, "onload-module", {"metadata": {"labels": {"team": "x"}}}, manager="someone")
+        wait_for(lambda: converged._value.get() > count, message="a reconcile with nothing to do")
+        assert cluster.operator_writes()[writes_before:] == []
