@@ -27,13 +27,14 @@ from onload_operator.actions import ApplyChild, EvictionOutcome, EvictionResult,
 from onload_operator.api.v1alpha1 import GROUP, KIND
 from onload_operator.config import OperatorConfig
 from onload_operator.io.children import KmmMissingError, read_children
-from onload_operator.io.client import Kube, now_rfc3339
+from onload_operator.io.client import Kube, now_rfc3339, refusal_message
 from onload_operator.io.executor import Executor
 from onload_operator.io.kmm import module_spec_fields
 from onload_operator.io.nodes import nodes_with_labels
 from onload_operator.io.pods import device_plugin_nodes, pods_on_node
 from onload_operator.metrics import OperatorMetrics
 from onload_operator.observed import NodeView
+from onload_operator.planner.checks import Problem
 from onload_operator.planner.nodes import (
     crs_to_wake,
     nodes_leaving,
@@ -42,7 +43,7 @@ from onload_operator.planner.nodes import (
 )
 from onload_operator.planner.reconcile import Plan, failure_plan, plan
 from onload_operator.planner.snapshot import ChildKey, JsonObject, OnloadEntry, Snapshot, child_key
-from onload_operator.planner.status import READY, Observation, condition_of
+from onload_operator.planner.status import API_REFUSED, KMM_MISSING, READY, RECONCILE_ERROR, Observation, condition_of
 from onload_operator.render import names
 from onload_operator.upgrade import needs_pods
 
@@ -108,7 +109,7 @@ class OperatorContext:
     metrics: OperatorMetrics
     wakers: dict[CrKey, asyncio.Event] = field(default_factory=dict)
     locks: dict[CrKey, asyncio.Lock] = field(default_factory=dict)
-    failures: dict[CrKey, list[str]] = field(default_factory=dict)
+    failures: dict[CrKey, list[Problem]] = field(default_factory=dict)
     written_status: dict[CrKey, Mapping[str, Any]] = field(default_factory=dict)
     """The last status written per CR: newer than the watch cache until the watch event arrives."""
     observations: dict[CrKey, Observation] = field(default_factory=dict)
@@ -269,30 +270,36 @@ def _record(context: OperatorContext, key: CrKey, current: Mapping[str, Any] | N
     context.metrics.reconciles.labels(outcome).inc()
 
 
-def failure_message(error: Exception) -> str:
-    """How a failed pass is reported; API errors and a missing KMM are expected, anything else is logged whole."""
+REFUSALS = frozenset({400, 403, 404, 409, 410, 422})
+"""API statuses that say the request itself was refused, as opposed to the server failing."""
+
+
+def failure_problem(error: Exception) -> Problem:
+    """How a failed pass is reported: a refused request with the server's explanation, a missing KMM, or else the
+    error (API errors and a missing KMM are expected, anything else is logged whole)."""
     if isinstance(error, ApiException):
-        return f"API error {error.status} {error.reason}".strip()
+        reason = API_REFUSED if error.status in REFUSALS else RECONCILE_ERROR
+        return Problem(reason, refusal_message(error))
     if isinstance(error, KmmMissingError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
+        return Problem(KMM_MISSING, str(error))
+    return Problem(RECONCILE_ERROR, f"{type(error).__name__}: {error}")
 
 
 async def _failed(context: OperatorContext, key: CrKey, body: Mapping[str, Any], error: Exception) -> None:
     """Count a failed pass; after several in a row, report them in the status (Degraded=True)."""
-    message = failure_message(error)
+    problem = failure_problem(error)
     if isinstance(error, ApiException | KmmMissingError):
-        log.warning("reconcile of Onload %s/%s failed: %s", *key, message)
+        log.warning("reconcile of Onload %s/%s failed: %s", *key, problem.message)
     else:
         log.exception("reconcile of Onload %s/%s failed", *key)
     failures = context.failures.setdefault(key, [])
-    failures.append(message)
+    failures.append(problem)
     context.metrics.errors.labels(type(error).__name__).inc()
     context.metrics.reconciles.labels("error").inc()
     observation = context.observations.get(key)
     if len(failures) < context.config.degraded_after_failures or observation is None:
         return
-    report = failure_plan(_current_body(context, key, body), observation, message, now_rfc3339())
+    report = failure_plan(_current_body(context, key, body), observation, problem, now_rfc3339())
     try:
         await asyncio.to_thread(context.executor.run, *key, report.actions)
     except ApiException as status_error:

@@ -25,7 +25,7 @@ from onload_operator.actions import (
 from onload_operator.api.v1alpha1 import API_VERSION, KIND, Onload
 from onload_operator.observed import NodeView
 from onload_operator.planner import takeover
-from onload_operator.planner.checks import device_plugin_image_problem, validate
+from onload_operator.planner.checks import Problem, device_plugin_image_problem, validate
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason
 from onload_operator.planner.conflicts import selector_conflict
 from onload_operator.planner.nodes import plan_node_labels, sfc_nodes
@@ -111,7 +111,7 @@ def plan(snapshot: Snapshot, device_plugin_image: str, now: str) -> Plan:
     return _with_status(body, observation, writes, events, now)
 
 
-def failure_plan(body: JsonObject, observation: Observation, error: str, now: str) -> Plan:
+def failure_plan(body: JsonObject, observation: Observation, error: Problem, now: str) -> Plan:
     """The status (and its Events) that reports repeated failures, from the last observation: what can still be
     written when the other writes keep failing."""
     return _with_status(body, dataclasses.replace(observation, errors=(error,)), [], [], now)

@@ -27,6 +27,11 @@ RECREATING = "Recreating"
 COMPLETE = "Complete"
 AS_EXPECTED = "AsExpected"
 RECONCILE_ERROR = "ReconcileError"
+"""A pass failed for a reason of its own (a server error, a connection lost)."""
+API_REFUSED = "ApiRefused"
+"""The API server refused a write: the message is the server's, with the object and the fields."""
+KMM_MISSING = "KmmMissing"
+"""The cluster serves no KMM Module kind."""
 UPGRADING = "Upgrading"
 
 
@@ -53,7 +58,8 @@ class Observation:
     holdup: Holdup | None = None
     """A child being created again (``Recreating``), or a rollout under way (``Upgrading``)."""
     outdated_device_plugin_pods: int = 0
-    errors: Sequence[str] = field(default_factory=tuple)
+    errors: Sequence[Problem] = field(default_factory=tuple)
+    """The failures of the passes since the last success, when they are to be reported (Degraded)."""
     upgrade: Mapping[str, Any] | None = None
     """``status.upgrade``, once a rollout ran."""
     upgrade_conditions: Sequence[ConditionValue] = ()
@@ -133,7 +139,7 @@ def _degraded(obs: Observation) -> tuple[str, str, str]:
     if obs.problems:
         return "True", obs.problems[0].reason, "; ".join(p.message for p in obs.problems)
     if obs.errors:
-        return "True", RECONCILE_ERROR, "; ".join(obs.errors)
+        return "True", obs.errors[-1].reason, "; ".join(error.message for error in obs.errors)
     return "False", AS_EXPECTED, "no problem found"
 
 

@@ -14,6 +14,7 @@ from onload_operator.planner.checks import (
     MISSING_USER_IMAGE,
     NAME_TOO_LONG,
     UNSUPPORTED_IMAGE,
+    Problem,
 )
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING
 from onload_operator.planner.reconcile import failure_plan, plan
@@ -217,7 +218,7 @@ def test_no_node_selected_is_not_ready_with_its_own_reason() -> None:
 
 def test_repeated_failures_report_degraded() -> None:
     world = converge(World(cr_body(), worker_nodes(1)))
-    result = world.plan(recent_errors=["API error 500 Internal Server Error"])
+    result = world.plan(recent_errors=[Problem("ReconcileError", "API error 500 Internal Server Error")])
     assert result.status is not None
     assert conditions(result.status)["Degraded"] == ("True", "ReconcileError")
     assert conditions(result.status)["Ready"] == ("True", "AllNodesReady")
@@ -227,14 +228,21 @@ def test_repeated_failures_report_degraded() -> None:
 def test_a_failure_is_reported_from_the_last_observation_without_planning_again() -> None:
     world = converge(World(cr_body(), worker_nodes(1)))
     observation = world.plans[-1].observation
-    report = failure_plan(world.body, observation, "API error 500 Internal Server Error", LATER)
+    report = failure_plan(
+        world.body, observation, Problem("ReconcileError", "API error 500 Internal Server Error"), LATER
+    )
     # Ready keeps its reason, so no Event: only the status, whatever the plan of the failed pass held.
     assert [type(action) for action in report.actions] == [PatchStatus]
     assert report.status is not None
     assert conditions(report.status)["Degraded"] == ("True", "ReconcileError")
     assert conditions(report.status)["Ready"] == ("True", "AllNodesReady")
     world.body["status"] = dict(report.status)
-    assert failure_plan(world.body, observation, "API error 500 Internal Server Error", LATER).actions == ()
+    assert (
+        failure_plan(
+            world.body, observation, Problem("ReconcileError", "API error 500 Internal Server Error"), LATER
+        ).actions
+        == ()
+    )
 
 
 def test_actions_run_children_first_then_nodes_status_and_events() -> None:
