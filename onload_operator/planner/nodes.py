@@ -171,6 +171,8 @@ class NodePlan:
     patches: list[PatchNode] = field(default_factory=list)
     labelling: int = 0
     """Selected nodes whose labels are still being set (cleanup of other nodes does not count)."""
+    modules_pending: list[str] = field(default_factory=list)
+    """Selected nodes where KMM does not report every module of the CR loaded, by name."""
 
 
 def sfc_nodes(record: Record, nodes: Mapping[str, NodeView]) -> frozenset[str]:
@@ -196,6 +198,7 @@ def plan_node_labels(
     """
     selected = module_ready = labelling = 0
     patches = []
+    modules_pending = []
     for node, view in sorted(nodes.items()):
         facts = NodeFacts(
             view.labels,
@@ -209,13 +212,15 @@ def plan_node_labels(
         if matches:
             selected += 1
             module_ready += facts.modules_loaded
+            if not facts.modules_loaded:
+                modules_pending.append(node)
         if node in upgrading:
             continue
         changes = joining_changes(facts) if matches else leaving_changes(facts)
         labelling += matches and bool(changes)
         if changes:
             patches.append(PatchNode(node, labels=changes))
-    return NodePlan(selected, module_ready, patches, labelling)
+    return NodePlan(selected, module_ready, patches, labelling, modules_pending)
 
 
 def nodes_leaving(namespace: str, name: str, selector: Mapping[str, str], nodes: Mapping[str, NodeView]) -> list[str]:

@@ -269,6 +269,7 @@ def _plan_valid(
         upgrade_conditions=summary.conditions if summary else (),
         rollout_pending=pending,
         rollout_waiting=rollout.waiting,
+        modules_pending=tuple(nodes.modules_pending),
     )
     events += _node_events(ref, namespace, name, revisions.target, nodes.patches)
     return observation, [*children.deletes, *child_writes, *rollout.actions, *nodes.patches], events

@@ -40,9 +40,9 @@ def test_first_plan_creates_children_and_version_labels_only() -> None:
     module = result.of(ApplyChild)[0].manifest
     assert module["spec"]["selector"] == {selector_key: ""}
     assert result.status is not None
-    assert conditions(result.status)["Ready"] == ("False", "NodesNotReady")
+    assert conditions(result.status)["Ready"] == ("False", "WaitingForKmm")
     assert conditions(result.status)["Progressing"] == ("True", "RollingOut")
-    assert [e.reason for e in result.of(PostEvent)] == ["NodesNotReady", "Created", "Created", "LoadingModules"]
+    assert [e.reason for e in result.of(PostEvent)] == ["WaitingForKmm", "Created", "Created", "LoadingModules"]
     assert result.of(PostEvent)[-1].message == "KMM loads Onload 8.1.2.26 on 3 nodes: worker-0, worker-1, worker-2"
 
 

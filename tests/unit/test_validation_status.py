@@ -193,3 +193,20 @@ def test_status_version_is_removed_once_no_node_runs_it() -> None:
     gone = compute_status(Observation(1, selected=0), running, NOW)
     assert "version" in gone
     assert gone["version"] is None, "null in the merge patch deletes the field"
+
+
+def test_ready_names_the_nodes_that_hold_the_cr_back_and_why() -> None:
+    waiting = compute_status(
+        Observation(1, selected=5, module_ready=1, modules_pending=("w-0", "w-1", "w-2", "w-3")), None, NOW
+    )
+    ready = next(c for c in waiting["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "WaitingForKmm")
+    assert "w-0, w-1, w-2 and 1 more" in ready["message"]
+    plugin = compute_status(Observation(1, selected=2, module_ready=2, device_plugin_ready=1), None, NOW)
+    ready = next(c for c in plugin["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "WaitingForDevicePlugin")
+    assert "not ready on 1 selected node " in ready["message"]
+    labelling = compute_status(
+        Observation(1, selected=2, module_ready=2, device_plugin_ready=1, nodes_labelled=False), None, NOW
+    )
+    assert next(c for c in labelling["conditions"] if c["type"] == "Ready")["reason"] == "NodesNotReady"
