@@ -113,6 +113,15 @@ JOINING: tuple[Transition, ...] = (
         lambda n: n.gate_key not in n.labels and n.modules_loaded and n.labels.get(n.onload_key) == n.version,
         lambda n: {n.gate_key: n.version},
     ),
+    Transition(
+        "a gate label edited by hand follows the modules the node runs again",
+        lambda n: (
+            n.modules_loaded
+            and n.onload_key in n.labels
+            and n.labels.get(n.gate_key, n.labels[n.onload_key]) != n.labels[n.onload_key]
+        ),
+        lambda n: {n.gate_key: n.labels[n.onload_key]},
+    ),
 )
 """A selected node: every row that applies."""
 

@@ -290,3 +290,16 @@ def test_the_go_device_plugin_image_is_refused_naming_the_image_to_use(image: st
     else:
         assert ready[1] != UNSUPPORTED_IMAGE
         assert result.of(ApplyChild)
+
+
+def test_node_labels_edited_by_hand_are_repaired_and_ready_waits_for_them() -> None:
+    gate = names.onload_label("ns", "onload")
+    world = converge(World(cr_body(), worker_nodes(2)))
+    world.nodes["worker-0"][gate] = "9.9.9"  # the device plugin of 8.1.2.26 no longer runs there
+    result = world.plan()
+    assert [(p.node, dict(p.labels)) for p in result.of(PatchNode)] == [("worker-0", {gate: "8.1.2.26"})]
+    assert result.status is not None
+    assert conditions(result.status)["Ready"][0] == "False"
+    world.carry_out(result)
+    converge(world)
+    assert world.body["status"]["conditions"][0]["reason"] == "AllNodesReady"
