@@ -23,7 +23,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import start_http_server
 
-from onload_operator.actions import ApplyChild, EvictionOutcome, EvictionResult, PatchChild
+from onload_operator.actions import ApplyChild, EvictionOutcome, EvictionResult, PatchChild, ReplaceSpec
 from onload_operator.api.v1alpha1 import GROUP, KIND
 from onload_operator.config import OperatorConfig
 from onload_operator.io.children import KmmMissingError, read_children
@@ -223,7 +223,8 @@ async def _planned(context: OperatorContext, key: CrKey, snapshot: Snapshot) -> 
     image, now = context.config.device_plugin_image, now_rfc3339()
     result = plan(snapshot, image, now)
     applied = [child_key(a.manifest) for a in result.of(ApplyChild)]
-    written = list(dict.fromkeys([*applied, *((a.kind, a.name) for a in result.of(PatchChild))]))
+    patched = [(a.kind, a.name) for a in result.of(PatchChild)] + [(a.kind, a.name) for a in result.of(ReplaceSpec)]
+    written = list(dict.fromkeys([*applied, *patched]))
     if not written:
         return result
     fresh = await asyncio.to_thread(read_children, context.kube, key[0], written)

@@ -20,6 +20,7 @@ T = TypeVar("T")
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 CONNECTIONS = 16
 """Connections kept to the API server: node patches of one batch run in parallel."""
 

@@ -21,12 +21,13 @@ from onload_operator.actions import (
     PatchNode,
     PatchStatus,
     PostEvent,
+    ReplaceSpec,
 )
 from onload_operator.api.v1alpha1 import API_VERSION, KIND, Onload
 from onload_operator.observed import NodeView
 from onload_operator.planner import takeover
 from onload_operator.planner.checks import Problem, device_plugin_image_problem, validate
-from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason
+from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING, apply_reason, foreign_managers
 from onload_operator.planner.conflicts import selector_conflict
 from onload_operator.planner.nodes import plan_node_labels, sfc_nodes
 from onload_operator.planner.revisions import Revisions, plan_revisions, recorded_registry
@@ -244,6 +245,16 @@ def _plan_valid(
         patch = takeover.module_selector_patch(apply, live)
         if patch is not None:
             child_writes.append(patch)
+    child_writes += children.replaces
+    events += [
+        PostEvent(
+            ref,
+            NORMAL,
+            _APPLY_EVENT_REASONS[DRIFTED],
+            f"removed from {r.kind} {r.name} the fields that {', '.join(r.managers)} added",
+        )
+        for r in children.replaces
+    ]
     events += [
         PostEvent(ref, NORMAL, RECREATING, f"deleting {d.kind} {d.name}: {children.why}") for d in children.deletes
     ]
@@ -304,6 +315,8 @@ class ChildrenPlan:
     holdup: Holdup | None
     why: str = ""
     """Why the children in ``deletes`` go."""
+    replaces: list[ReplaceSpec] = dataclasses.field(default_factory=list)
+    """Children otherwise as desired whose spec holds fields other managers added."""
 
 
 def _plan_children(revisions: Revisions, snapshot: Snapshot, image: str, modules_held: bool) -> ChildrenPlan:
@@ -317,6 +330,7 @@ def _plan_children(revisions: Revisions, snapshot: Snapshot, image: str, modules
         if key not in desired and _obsolete(key, live, revisions)
     ]
     applies: list[ApplyChild] = []
+    replaces: list[ReplaceSpec] = []
     holdup: Holdup | None = None
     for manifest in manifests:
         key = child_key(manifest)
@@ -326,9 +340,13 @@ def _plan_children(revisions: Revisions, snapshot: Snapshot, image: str, modules
             holdup = Holdup(RECREATING, f"{key[0]} {key[1]} is being deleted; it is created again once it is gone")
             continue
         reason = apply_reason(manifest, live)
-        if reason is None:
-            continue
         if modules_held and key[0] == "Module" and reason != MISSING:
+            continue
+        if reason is None:
+            managers = tuple(foreign_managers(manifest, live)) if live is not None else ()
+            if managers:
+                version = str(live["metadata"].get("resourceVersion") or "") if live is not None else ""
+                replaces.append(ReplaceSpec(key[0], key[1], manifest["spec"], version, managers))
             continue
         if live is None and key[0] == "DaemonSet" and any(k[0] == "DaemonSet" for k, _ in obsolete):
             # Two device plugins on one node would fight over the kubelet socket: the old one goes first.
@@ -352,7 +370,7 @@ def _plan_children(revisions: Revisions, snapshot: Snapshot, image: str, modules
         else:
             going = going or Holdup(RECREATING, f"{kind} {child} is deleted once the Modules record the revisions")
     holdup = going or holdup
-    return ChildrenPlan(applies, deletes, holdup, why)
+    return ChildrenPlan(applies, deletes, holdup, why, replaces)
 
 
 def _obsolete(key: ChildKey, live: JsonObject, revisions: Revisions) -> bool:

@@ -252,3 +252,54 @@ def test_modules_carry_no_tolerations_under_a_kmm_that_does_not_know_them(tmp_pa
         cluster.patch_module(NS, "onload-module", {"metadata": {"labels": {"team": "x"}}}, manager="someone")
         wait_for(lambda: converged._value.get() > count, message="a reconcile with nothing to do")
         assert cluster.operator_writes()[writes_before:] == []
+
+
+def test_fields_added_by_hand_to_the_children_are_removed(cluster: Cluster) -> None:
+    """Server-side apply never removes what another manager added: a container, an env var and a hostPath volume
+    added by hand go, and then the CR is converged again with no write."""
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    template = cluster.daemonset(NS, DS).spec.template.spec
+    plugin = template.containers[0].name
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "sidecar", "image": "busybox"},
+                        {"name": plugin, "env": [{"name": "EXTRA", "value": "1"}]},
+                    ],
+                    "volumes": [{"name": "host-root", "hostPath": {"path": "/"}}],
+                }
+            }
+        }
+    }
+    cluster.apps.patch_namespaced_daemon_set(DS, NS, patch, field_manager="someone")
+    cluster.patch_module(NS, "onload-module", {"spec": {"moduleLoader": {"container": {"extra": "x"}}}}, "someone")
+
+    def cleaned() -> bool:
+        pod = cluster.daemonset(NS, DS).spec.template.spec
+        env = {e.name for c in pod.containers for e in c.env or []}
+        module = cluster.module(NS, "onload-module")["spec"]["moduleLoader"]["container"]
+        return (
+            "sidecar" not in {c.name for c in pod.containers}
+            and "EXTRA" not in env
+            and "host-root" not in {v.name for v in pod.volumes}
+            and "extra" not in module
+        )
+
+    wait_for(cleaned, message="the fields added by hand removed")
+    wait_for(
+        lambda: any(e.reason == "DriftRepaired" and "someone" in e.message for e in cluster.events(NS, "onload")),
+        message="a DriftRepaired Event naming the manager",
+    )
+    cluster.wait_ready(NS, "onload")
+    assert cluster.operator is not None
+    converged = cluster.operator.context.metrics.reconciles.labels("converged")
+    writes_before = 0
+    for value in ("x", "y"):  # the first pass may still write the status; the second finds nothing to do
+        writes_before = len(cluster.operator_writes())
+        count = converged._value.get()
+        cluster.label_node("worker-0", {"unrelated": value})
+        wait_for(partial(lambda seen: converged._value.get() > seen, count), message="a reconcile with nothing to do")
+    assert cluster.operator_writes()[writes_before:] == []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import pytest
 
 from onload_operator.planner.checks import (
@@ -19,6 +22,7 @@ from onload_operator.planner.compare import (
     MISSING,
     apply_reason,
     contains,
+    foreign_managers,
 )
 from onload_operator.planner.nodes import crs_to_wake, orphaned_gate_labels, removal_patches
 from onload_operator.planner.status import Observation, compute_status
@@ -210,3 +214,20 @@ def test_ready_names_the_nodes_that_hold_the_cr_back_and_why() -> None:
         Observation(1, selected=2, module_ready=2, device_plugin_ready=1, nodes_labelled=False), None, NOW
     )
     assert next(c for c in labelling["conditions"] if c["type"] == "Ready")["reason"] == "NodesNotReady"
+
+
+def test_foreign_managers_are_those_owning_spec_fields_the_operator_does_not_set() -> None:
+    desired: dict[str, Any] = {"spec": {"template": {"spec": {"containers": [{"name": "plugin", "args": ["-x"]}]}}}}
+    containers: dict[str, Any] = {'k:{"name":"plugin"}': {".": {}, "f:args": {}}}
+    shared = {
+        "manager": "kubectl-edit",
+        "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": containers}}}},
+    }
+    status_writer = {"manager": "kube-controller-manager", "subresource": "status", "fieldsV1": {"f:status": {}}}
+    live = {**copy.deepcopy(desired), "metadata": {"managedFields": [shared, status_writer]}}
+    assert foreign_managers(desired, live) == []  # owns only what the operator sets too
+    added = copy.deepcopy(containers)
+    added['k:{"name":"sidecar"}'] = {".": {}}
+    adder = {"manager": "kubectl-patch", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": added}}}}}
+    live["metadata"]["managedFields"].append(adder)
+    assert foreign_managers(desired, live) == ["kubectl-patch"]
