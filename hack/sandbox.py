@@ -37,13 +37,18 @@ DEFAULT_NODES = (
     "control-plane-0:labels=node-role.kubernetes.io/control-plane=:taints=node-role.kubernetes.io/control-plane:NoSchedule"
 )
 DEFAULT_DEVICE_PLUGIN_IMAGE = "docker.io/onload/onload-device-plugin-py:0.1.0"
+ROLE_PREFIX = "node-role.kubernetes.io/"
+WORKER_LABEL = f"{ROLE_PREFIX}worker"
 NAMESPACE = "onload-sandbox"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m hack.sandbox", description=__doc__)
     parser.add_argument(
-        "--nodes", default=DEFAULT_NODES, help="kubesim node spec (default: 3 workers, 1 control plane)"
+        "--nodes",
+        default=DEFAULT_NODES,
+        help="kubesim node spec, or a count (default: 3 workers, 1 control plane); every node without a "
+        f"{ROLE_PREFIX}* label becomes a worker, which the sample CR selects",
     )
     parser.add_argument(
         "--dir", type=Path, default=Path("sandbox"), help="where the kubeconfig goes (default: sandbox)"
@@ -51,7 +56,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="API server port (default: a free one)")
     parser.add_argument("--exit-when-ready", action="store_true", help="exit 0 once the CR is Ready (for tests)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for Ready (default: 120)")
-    parser.add_argument("--verbose", action="store_true", help="show the operator's log")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the operator's log here (else it goes to DIR/operator.log)"
+    )
     return parser.parse_args(argv)
 
 
@@ -91,13 +98,35 @@ def wait_until_ready(custom: Any, name: str, timeout: float) -> bool:
     return False
 
 
+def log_to_file(path: Path) -> None:
+    """The operator's log goes to ``path``, with timestamps; the terminal shows only warnings."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setLevel(logging.WARNING)
+    to_file = logging.FileHandler(path)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(to_file)
+    root.setLevel(logging.INFO)
+    logging.getLogger("kopf").setLevel(logging.ERROR)  # e.g. "OS signals are ignored" in a thread
+
+
+def label_workers(core: Any) -> list[str]:
+    """Every node without a role label becomes a worker; the names of those labelled."""
+    labelled = []
+    for node in core.list_node().items:
+        if not any(key.startswith(ROLE_PREFIX) for key in node.metadata.labels or {}):
+            core.patch_node(node.metadata.name, {"metadata": {"labels": {WORKER_LABEL: ""}}})
+            labelled.append(node.metadata.name)
+    return labelled
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     kopf.configure(verbose=False, quiet=not args.verbose, log_format=kopf.LogFormat.FULL)
-    if not args.verbose:
-        logging.getLogger().setLevel(logging.WARNING)
-        logging.getLogger("kopf").setLevel(logging.ERROR)  # e.g. "OS signals are ignored" in a thread
     args.dir.mkdir(parents=True, exist_ok=True)
+    log_path = (args.dir / "operator.log").resolve()
+    if not args.verbose:
+        log_to_file(log_path)
     print(f"Starting kubesim with nodes {args.nodes!r} ...", flush=True)
     sim = Simulator(port=args.port, nodes=args.nodes, crds=[CRD_DIR]).start()
     operator: OperatorThread | None = None
@@ -107,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         core: Any = client.CoreV1Api(api_client)
         custom: Any = client.CustomObjectsApi(api_client)
         core.create_namespace({"metadata": {"name": NAMESPACE}})
+        workers = label_workers(core)
+        if workers:
+            print(f"Labelled {', '.join(workers)} as workers ({WORKER_LABEL}).", flush=True)
+        if not args.verbose:
+            print(f"The operator's log: {log_path} (--verbose shows it here).", flush=True)
         image = os.environ.get("DEVICE_PLUGIN_IMG") or DEFAULT_DEVICE_PLUGIN_IMAGE
         print(f"Starting the operator (DEVICE_PLUGIN_IMG={image}) ...", flush=True)
         operator = OperatorThread(
@@ -125,15 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not wait_until_ready(custom, onload_name, args.timeout):
             print(f"Onload {NAMESPACE}/{onload_name} did not become Ready in {args.timeout:.0f}s", file=sys.stderr)
             return 1
-        relative = os.path.relpath(kubeconfig) if kubeconfig.is_relative_to(Path.cwd()) else str(kubeconfig)
         print(
             f"\nOnload {NAMESPACE}/{onload_name} is Ready. API server: {sim.url}, metrics: "
             f"http://127.0.0.1:{operator.metrics_port}/metrics\nIn another terminal:\n"
-            f"  kubectl --kubeconfig {relative} get onload -A\n"
-            f"  kubectl --kubeconfig {relative} describe onload -n {NAMESPACE} {onload_name}\n"
-            f"  kubectl --kubeconfig {relative} get nodes --show-labels\n"
-            f"  kubectl --kubeconfig {relative} get modules,daemonsets,pods -A\n"
-            f"  kubectl --kubeconfig {relative} edit onload -n {NAMESPACE} {onload_name}  # e.g. maxPodsPerNode",
+            f"  kubectl --kubeconfig {kubeconfig} get onload -A\n"
+            f"  kubectl --kubeconfig {kubeconfig} describe onload -n {NAMESPACE} {onload_name}\n"
+            f"  kubectl --kubeconfig {kubeconfig} get nodes --show-labels\n"
+            f"  kubectl --kubeconfig {kubeconfig} get modules,daemonsets,pods -A\n"
+            f"  kubectl --kubeconfig {kubeconfig} edit onload -n {NAMESPACE} {onload_name}  # e.g. maxPodsPerNode",
             flush=True,
         )
         if args.exit_when_ready:

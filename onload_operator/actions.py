@@ -36,6 +36,19 @@ class PatchChild:
 
 
 @dataclass(frozen=True)
+class ReplaceSpec:
+    """Replace a child's whole spec (a JSON patch guarded by ``resource_version``): removes the fields other
+    managers added, which server-side apply leaves in place."""
+
+    kind: str
+    name: str
+    spec: Mapping[str, Any]
+    resource_version: str
+    managers: tuple[str, ...]
+    """The managers whose fields go."""
+
+
+@dataclass(frozen=True)
 class DeleteChild:
     """Delete a child, its dependents (pods) first, only if it is still the object ``uid`` observed."""
 
@@ -111,7 +124,9 @@ class PostEvent:
     """What tells repeats of one reason apart, such as the child an Event is about; empty: the reason alone."""
 
 
-Action = ApplyChild | PatchChild | DeleteChild | PatchNode | EvictPod | DeletePod | PatchStatus | PostEvent
+Action = (
+    ApplyChild | PatchChild | ReplaceSpec | DeleteChild | PatchNode | EvictPod | DeletePod | PatchStatus | PostEvent
+)
 
 
 class EvictionOutcome(Enum):

@@ -61,8 +61,11 @@ def context_of(memo: Any) -> OperatorContext:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = names.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="onload.amd.com")
+    # No handler here reads a diff, and kopf's diff base would copy the spec into an annotation: a large spec
+    # doubled passes the API server's 256 KiB limit on annotations, and every later write of the CR (its
+    # finalizer's removal included) would be refused. The diff base keeps only what kopf needs to see a change.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="onload.amd.com", key="last-handled-configuration"
+        prefix="onload.amd.com", key="last-handled-configuration", ignored_fields=["spec", "metadata"]
     )
     settings.posting.enabled = False  # Events are posted by the executor, once per transition
     settings.background.cancellation_polling = 0.5

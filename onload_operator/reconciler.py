@@ -23,17 +23,19 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import start_http_server
 
-from onload_operator.actions import ApplyChild, EvictionOutcome, EvictionResult, PatchChild
+from onload_operator.actions import ApplyChild, EvictionOutcome, EvictionResult, PatchChild, ReplaceSpec
 from onload_operator.api.v1alpha1 import GROUP, KIND
 from onload_operator.config import OperatorConfig
 from onload_operator.health import ApiHealth
 from onload_operator.io.children import KmmMissingError, read_children
-from onload_operator.io.client import Kube, now_rfc3339
+from onload_operator.io.client import Kube, now_rfc3339, refusal_message
 from onload_operator.io.executor import Executor
+from onload_operator.io.kmm import module_spec_fields
 from onload_operator.io.nodes import nodes_with_labels
 from onload_operator.io.pods import device_plugin_nodes, pods_on_node
 from onload_operator.metrics import OperatorMetrics
 from onload_operator.observed import NodeView
+from onload_operator.planner.checks import Problem
 from onload_operator.planner.nodes import (
     crs_to_wake,
     nodes_leaving,
@@ -42,7 +44,7 @@ from onload_operator.planner.nodes import (
 )
 from onload_operator.planner.reconcile import Plan, failure_plan, plan
 from onload_operator.planner.snapshot import ChildKey, JsonObject, OnloadEntry, Snapshot, child_key
-from onload_operator.planner.status import READY, Observation, condition_of
+from onload_operator.planner.status import API_REFUSED, KMM_MISSING, READY, RECONCILE_ERROR, Observation, condition_of
 from onload_operator.render import names
 from onload_operator.upgrade import needs_pods
 
@@ -109,7 +111,7 @@ class OperatorContext:
     health: ApiHealth
     wakers: dict[CrKey, asyncio.Event] = field(default_factory=dict)
     locks: dict[CrKey, asyncio.Lock] = field(default_factory=dict)
-    failures: dict[CrKey, list[str]] = field(default_factory=dict)
+    failures: dict[CrKey, list[Problem]] = field(default_factory=dict)
     failing_since: dict[CrKey, str] = field(default_factory=dict)
     """When the current run of failed passes of a CR began (its log lines say so)."""
     written_status: dict[CrKey, Mapping[str, Any]] = field(default_factory=dict)
@@ -119,6 +121,8 @@ class OperatorContext:
     eviction_blocks: dict[CrKey, dict[str, str]] = field(default_factory=dict)
     """Per CR, node → the answer to the last refused eviction there (reported in the status, not decided on)."""
     node_fingerprints: dict[str, int] = field(default_factory=dict)
+    module_spec_fields: frozenset[str] | None = None
+    """The fields of the installed KMM's ``Module.spec``, read once (None until read)."""
     metrics_server: Any = None
 
     def waker(self, key: CrKey) -> asyncio.Event:
@@ -182,6 +186,7 @@ def _snapshot(context: OperatorContext, key: CrKey, body: Mapping[str, Any], cac
         last_applied=context.executor.last_applied(key[0]),
         recent_errors=failures[-1:] if len(failures) >= context.config.degraded_after_failures else (),
         eviction_blocks=dict(context.eviction_blocks.get(key, {})),
+        module_tolerations=context.module_spec_fields is None or "tolerations" in context.module_spec_fields,
     )
 
 
@@ -224,7 +229,8 @@ async def _planned(context: OperatorContext, key: CrKey, snapshot: Snapshot) -> 
     image, now = context.config.device_plugin_image, now_rfc3339()
     result = plan(snapshot, image, now)
     applied = [child_key(a.manifest) for a in result.of(ApplyChild)]
-    written = list(dict.fromkeys([*applied, *((a.kind, a.name) for a in result.of(PatchChild))]))
+    patched = [(a.kind, a.name) for a in result.of(PatchChild)] + [(a.kind, a.name) for a in result.of(ReplaceSpec)]
+    written = list(dict.fromkeys([*applied, *patched]))
     if not written:
         return result
     fresh = await asyncio.to_thread(read_children, context.kube, key[0], written)
@@ -236,6 +242,8 @@ async def reconcile(context: OperatorContext, key: CrKey, body: Mapping[str, Any
     """One pass for one CR: the number of writes made, or None when it failed (retried with back-off)."""
     started = time.monotonic()
     try:
+        if context.module_spec_fields is None:
+            context.module_spec_fields = await asyncio.to_thread(module_spec_fields, context.kube)
         snapshot = await _with_pods(context, key, _snapshot(context, key, body, cache))
         result = await _planned(context, key, snapshot)
         context.observations[key] = result.observation
@@ -272,23 +280,31 @@ def _record(context: OperatorContext, key: CrKey, current: Mapping[str, Any] | N
     context.metrics.reconciles.labels(outcome).inc()
 
 
-def failure_message(error: Exception) -> str:
-    """How a failed pass is reported; API errors and a missing KMM are expected, anything else is logged whole."""
+REFUSALS = frozenset({400, 403, 404, 409, 410, 422})
+"""API statuses that say the request itself was refused, as opposed to the server failing."""
+
+
+def failure_problem(error: Exception) -> Problem:
+    """How a failed pass is reported: a refused request with the server's explanation, a missing KMM, or else the
+    error (API errors and a missing KMM are expected, anything else is logged whole)."""
     if isinstance(error, ApiException):
-        return f"API error {error.status} {error.reason}".strip()
+        reason = API_REFUSED if error.status in REFUSALS else RECONCILE_ERROR
+        return Problem(reason, refusal_message(error))
     if isinstance(error, KmmMissingError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
+        return Problem(KMM_MISSING, str(error))
+    return Problem(RECONCILE_ERROR, f"{type(error).__name__}: {error}")
 
 
 async def _failed(context: OperatorContext, key: CrKey, body: Mapping[str, Any], error: Exception) -> None:
     """Count a failed pass; after several in a row, report them in the status (Degraded=True)."""
-    message = failure_message(error)
+    problem = failure_problem(error)
     failures = context.failures.setdefault(key, [])
-    failures.append(message)
+    failures.append(problem)
     since = context.failing_since.setdefault(key, now_rfc3339())
     if isinstance(error, ApiException | KmmMissingError):  # one line per retry of the CR, saying since when
-        log.warning("reconcile of Onload %s/%s failing since %s (%d passes): %s", *key, since, len(failures), message)
+        log.warning(
+            "reconcile of Onload %s/%s failing since %s (%d passes): %s", *key, since, len(failures), problem.message
+        )
     else:
         log.exception("reconcile of Onload %s/%s failed", *key)
     context.metrics.errors.labels(type(error).__name__).inc()
@@ -296,7 +312,7 @@ async def _failed(context: OperatorContext, key: CrKey, body: Mapping[str, Any],
     observation = context.observations.get(key)
     if len(failures) < context.config.degraded_after_failures or observation is None:
         return
-    report = failure_plan(_current_body(context, key, body), observation, message, now_rfc3339())
+    report = failure_plan(_current_body(context, key, body), observation, problem, now_rfc3339())
     try:
         await asyncio.to_thread(context.executor.run, *key, report.actions)
     except ApiException as status_error:

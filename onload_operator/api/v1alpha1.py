@@ -7,11 +7,13 @@ Python attributes are snake_case; the JSON (and CRD) names are the camelCase ali
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import re2
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from onload_operator.api import rules
 
 GROUP = "onload.amd.com"
 VERSION = "v1alpha1"
@@ -22,8 +24,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 
-# A Kubernetes label value: the Onload version is written into node labels.
-LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LABEL_VALUE_PATTERN = rules.LABEL_VALUE_PATTERN
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 DEFAULT_LIB_MOUNT_PATH = "/usr/lib64"
 
 
@@ -75,22 +77,26 @@ class KernelMapping(ApiModel):
     regexp: str = Field(
         min_length=1,
         description=(
-            "Regular expression matched against the node's kernel version (unanchored, RE2 syntax). "
-            "Use it also for literal versions. The operator refuses expressions that do not compile."
+            "Regular expression matched against the node's kernel version (unanchored), in the syntax of Go's "
+            "regexp package that KMM uses. Use it also for literal versions. The operator refuses expressions that "
+            "Go does not compile, including `\\C` and `(?<name>...)` (write `(?P<name>...)`), which other RE2 "
+            "engines accept."
         ),
     )
     kernel_module_image: str = Field(
         min_length=1,
+        pattern=rules.IMAGE_PATTERN,
         description=(
-            "Image containing the Onload kernel modules for the matching kernels. May contain "
+            "Image reference containing the Onload kernel modules for the matching kernels. Its tag may contain "
             "${KERNEL_FULL_VERSION}; an absent image tag may be built by KMM when `build` is set."
         ),
     )
     sfc: SfcSpec | None = Field(
         default=None,
         description=(
-            "When present on any mapping, the operator also manages a KMM Module that loads the out-of-tree sfc "
-            "driver from the same image. Incompatible with boot-time loading of sfc (e.g. a MachineConfig)."
+            "When present, the nodes whose kernel this mapping serves also load the out-of-tree sfc driver from "
+            "the same image, through a second KMM Module that holds only such mappings; nodes of the other "
+            "mappings run Onload without it. Incompatible with boot-time loading of sfc (e.g. a MachineConfig)."
         ),
     )
     build: KernelBuild | None = Field(
@@ -117,12 +123,14 @@ class OnloadComponentSpec(ApiModel):
     )
     user_image: str = Field(
         min_length=1,
+        pattern=rules.IMAGE_PATTERN,
         description=(
-            "Image with the Onload user-space files (/opt/onload), copied to each selected node by the "
+            "Image reference with the Onload user-space files (/opt/onload), copied to each selected node by the "
             "device plugin's init container. Must match `version`."
         ),
     )
     version: str = Field(
+        min_length=1,
         max_length=63,
         pattern=LABEL_VALUE_PATTERN,
         description=(
@@ -131,7 +139,9 @@ class OnloadComponentSpec(ApiModel):
         ),
     )
     image_pull_policy: PullPolicy | None = Field(
-        default=None, description="Pull policy of the kernel module images and of the user-space image."
+        default=None,
+        description="Pull policy of the kernel module images and of the user-space image (unset: the Kubernetes "
+        "default, Always for a `latest` or absent tag and IfNotPresent otherwise).",
     )
     control_plane: ControlPlaneSpec | None = Field(
         default=None, description="Configuration of the Onload control plane server."
@@ -149,47 +159,67 @@ class DevicePluginSpec(ApiModel):
                     "message": "setPreload and mountOnload are mutually exclusive",
                 },
                 {
-                    "rule": "!(has(self.libMountPath) && has(self.libMounthPath))",
-                    "message": "set only one of libMountPath and libMounthPath (its older spelling)",
+                    "rule": "!(has(self.libMountPath) && has(self.libMounthPath)) "
+                    "|| self.libMountPath == self.libMounthPath",
+                    "message": "libMountPath and libMounthPath (its older spelling) differ: set only one",
                 },
             ]
         }
     )
 
     image_pull_policy: PullPolicy | None = Field(
-        default=None, description="Pull policy of the device plugin and Onload worker containers."
+        default=None,
+        description="Pull policy of the device plugin and Onload worker containers (unset: the Kubernetes default, "
+        "Always for a `latest` or absent tag and IfNotPresent otherwise).",
     )
     max_pods_per_node: int = Field(
         default=100,
-        ge=0,
+        ge=1,
         le=10000,
-        description="Number of `amd.com/onload` devices each node advertises: the most Onload containers a node runs.",
+        description="Number of `amd.com/onload` devices each node advertises: the most Onload containers a node runs "
+        "(default 100).",
     )
     set_preload: bool = Field(
         default=True,
-        description="Set LD_PRELOAD to libonload.so in containers that request `amd.com/onload`. "
+        description="Set LD_PRELOAD to libonload.so in containers that request `amd.com/onload` (default true). "
         "Mutually exclusive with mountOnload.",
     )
     mount_onload: bool = Field(
         default=False,
-        description="Mount the `onload` launcher binary into containers. Mutually exclusive with setPreload.",
+        description="Mount the `onload` launcher binary into containers (default false). Mutually exclusive with "
+        "setPreload.",
     )
     host_onload_path: str = Field(
         default="/opt/onload/",
-        pattern=r"^/",
-        description="Absolute host directory that receives the Onload user-space files.",
+        pattern=rules.HOST_PATH_PATTERN,
+        max_length=rules.MAX_PATH_LENGTH,
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": rules.HOST_PATH_RULE, "message": rules.HOST_PATH_MESSAGE}]
+        },
+        description="Host directory that receives the Onload user-space files: a normalised absolute path of at "
+        "least two components that is not a system directory and lies inside none ("
+        + ", ".join(rules.PROTECTED_HOST_DIRECTORIES)
+        + "). Default /opt/onload/.",
     )
     base_mount_path: str = Field(
         default="/opt/onload",
-        pattern=r"^/",
-        description="Absolute directory in the container under which Onload files are mounted.",
+        pattern=rules.ABSOLUTE_PATH_PATTERN,
+        max_length=rules.MAX_PATH_LENGTH,
+        description="Normalised absolute directory in the container under which Onload files are mounted "
+        "(default /opt/onload).",
     )
     bin_mount_path: str = Field(
         default="/usr/bin",
-        description="Directory under baseMountPath where the `onload` binary is mounted.",
+        pattern=rules.MOUNT_PATH_PATTERN,
+        max_length=rules.MAX_PATH_LENGTH,
+        description="Directory under baseMountPath where the `onload` binary is mounted: a normalised path "
+        "(no '.' or '..' components) joined to baseMountPath; empty mounts it in baseMountPath itself "
+        "(default /usr/bin).",
     )
     lib_mount_path: str | None = Field(
         default=None,
+        pattern=rules.MOUNT_PATH_PATTERN,
+        max_length=rules.MAX_PATH_LENGTH,
         description=f"Directory under baseMountPath where the Onload libraries are mounted (default "
         f"{DEFAULT_LIB_MOUNT_PATH}).",
     )
@@ -201,19 +231,39 @@ class DevicePluginSpec(ApiModel):
         "reach the runtime where the kubelet's DevicePluginCDIDevices gate is on (Kubernetes 1.29 and later) and "
         "the runtime has CDI enabled.",
     )
+    priority_class_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=rules.SERVICE_ACCOUNT_PATTERN,
+        description="PriorityClass of the device-plugin pods (unset: system-node-critical, so that a node under "
+        "pressure evicts them last). Platforms that allow system-node-critical only in kube-system refuse those "
+        'pods elsewhere: name another PriorityClass, or set "" for none.',
+    )
     legacy_lib_mount_path: str | None = Field(
         default=None,
         alias="libMounthPath",
-        description="Older spelling of libMountPath, accepted for CRs written for earlier operators. "
-        "Set at most one of the two.",
+        pattern=rules.MOUNT_PATH_PATTERN,
+        max_length=rules.MAX_PATH_LENGTH,
+        description="Older spelling of libMountPath, accepted for CRs written for earlier operators (the Go "
+        "operator's CRD defaulted it to /usr/lib64 in every CR it stored). Both may be set only to the same value.",
     )
+
+    @field_validator("host_onload_path")
+    @classmethod
+    def _check_host_path(cls, path: str) -> str:
+        error = rules.host_path_error(path)
+        if error is not None:
+            raise ValueError(error)
+        return path
 
     @model_validator(mode="after")
     def _check_exclusive(self) -> DevicePluginSpec:
         if self.set_preload and self.mount_onload:
             raise ValueError("setPreload and mountOnload are mutually exclusive")
-        if self.lib_mount_path is not None and self.legacy_lib_mount_path is not None:
-            raise ValueError("set only one of libMountPath and libMounthPath (its older spelling)")
+        if None not in (self.lib_mount_path, self.legacy_lib_mount_path) and (
+            self.lib_mount_path != self.legacy_lib_mount_path
+        ):
+            raise ValueError("libMountPath and libMounthPath (its older spelling) differ: set only one")
         return self
 
     @property
@@ -302,18 +352,22 @@ class OnloadSpec(ApiModel):
 
     onload: OnloadComponentSpec = Field(description="The Onload version, its images and its kernel modules.")
     device_plugin: DevicePluginSpec = Field(
-        description="Configuration of the Onload device plugin; `{}` takes every default."
+        default_factory=lambda: DevicePluginSpec(),
+        json_schema_extra={"default": {}},
+        description="Configuration of the Onload device plugin. Every field has a default; `{}` or leaving it out "
+        "takes them.",
     )
-    selector: dict[str, str] = Field(
+    selector: dict[str, LabelValue] = Field(
         min_length=1,
         json_schema_extra={"minProperties": 1},
-        description="Node labels selecting the nodes that get Onload. Must not be empty, and must not select "
-        "nodes that another Onload CR selects.",
+        description="Node labels selecting the nodes that get Onload: valid label keys and values. Must not be "
+        "empty, and must not select nodes that another Onload CR selects.",
     )
     service_account_name: str = Field(
-        min_length=1,
-        description="Service account of the KMM module loader and the device plugin pods "
-        "(needs privileged pods and `get` on pods).",
+        max_length=253,
+        pattern=rules.SERVICE_ACCOUNT_PATTERN,
+        description="Service account of the KMM module loader and the device plugin pods (needs privileged pods "
+        "and `get` on pods): a DNS subdomain, or empty for the namespace's default service account.",
     )
     image_pull_secrets: list[LocalObjectReference] = Field(
         default_factory=list,
@@ -325,6 +379,14 @@ class OnloadSpec(ApiModel):
         description="How a change of what the nodes run (version, images, kernel mappings, device-plugin settings) "
         "is rolled out node by node. Every field has a default; `{}` or leaving it out takes them.",
     )
+
+    @field_validator("selector")
+    @classmethod
+    def _check_selector_keys(cls, selector: dict[str, str]) -> dict[str, str]:
+        errors = [error for error in map(rules.label_key_error, selector) if error is not None]
+        if errors:
+            raise ValueError("; ".join(errors))
+        return selector
 
     @property
     def uses_sfc(self) -> bool:
@@ -443,15 +505,3 @@ class Onload(BaseModel):
     def from_manifest(cls, body: dict[str, Any]) -> Onload:
         """Validate a manifest or API object."""
         return cls.model_validate(body)
-
-
-def regexp_error(pattern: str) -> str | None:
-    """Why a kernel-mapping regexp does not compile under RE2 (the syntax of KMM's Go regexp), or None."""
-    options = re2.Options()
-    options.log_errors = False
-    try:
-        re2.compile(pattern, options=options)
-    except re2.error as error:
-        reason = error.args[0] if error.args else error
-        return reason.decode() if isinstance(reason, bytes) else str(reason)
-    return None

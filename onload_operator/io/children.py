@@ -10,8 +10,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from onload_operator.actions import ApplyChild, DeleteChild, PatchChild
-from onload_operator.io.client import APPLY_PATCH, MERGE_PATCH, JsonObject, Kube, json_of
+from onload_operator.actions import ApplyChild, DeleteChild, PatchChild, ReplaceSpec
+from onload_operator.io.client import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, JsonObject, Kube, json_of
 from onload_operator.planner.snapshot import ChildKey
 from onload_operator.render import names
 
@@ -107,6 +107,33 @@ def patch_child(kube: Kube, namespace: str, action: PatchChild) -> None:
         ),
     )
     log.info("patched %s %s/%s: %s", action.kind, namespace, action.name, action.reason)
+
+
+def replace_spec(kube: Kube, namespace: str, action: ReplaceSpec) -> None:
+    """Replace the spec only if the child is still at the observed resourceVersion (else the pass is retried)."""
+    resource = RESOURCES[action.kind]
+    patch: list[dict[str, Any]] = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": action.resource_version},
+        {"op": "replace", "path": "/spec", "value": dict(action.spec)},
+    ]
+    kube.write(
+        "patch",
+        resource.plural,
+        lambda: kube.custom.patch_namespaced_custom_object(
+            resource.group,
+            resource.version,
+            namespace,
+            resource.plural,
+            action.name,
+            patch,
+            field_manager=names.MANAGER,
+            _content_type=JSON_PATCH,
+            _preload_content=False,
+        ),
+    )
+    log.info(
+        "replaced the spec of %s %s/%s: removed fields of %s", action.kind, namespace, action.name, action.managers
+    )
 
 
 def delete_child(kube: Kube, namespace: str, action: DeleteChild) -> bool:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from onload_operator.metrics import OperatorMetrics
 from onload_operator.render import names
@@ -19,6 +20,7 @@ T = TypeVar("T")
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 CONNECTIONS = 16
 """Connections kept to the API server: node patches of one batch run in parallel."""
 
@@ -49,6 +51,26 @@ def json_of(response: Any) -> JsonObject:
     """The body of a response requested with ``_preload_content=False``."""
     data: JsonObject = json.loads(response.data)
     return data
+
+
+def refusal_message(error: ApiException) -> str:
+    """An API error as the server explained it: its message, the object (kind and name) and every field cause."""
+    try:
+        status = json.loads(error.body or "{}")
+    except ValueError:
+        status = {}
+    if not isinstance(status, dict):
+        status = {}
+    details = status.get("details") or {}
+    kind, name = details.get("kind"), details.get("name")
+    where = f" {kind} {name}:" if kind and name else ""
+    message = status.get("message") or str(error.reason or "")
+    causes = [
+        f"{cause.get('field')}: {cause.get('message')}" for cause in details.get("causes") or [] if cause.get("field")
+    ]
+    unnamed = [cause for cause in causes if cause.partition(":")[0] not in message]
+    fields = f" (fields: {'; '.join(causes)})" if unnamed else ""
+    return f"API error {error.status}{where} {message}{fields}".strip()
 
 
 class Kube:

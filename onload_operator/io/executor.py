@@ -27,8 +27,9 @@ from onload_operator.actions import (
     PatchNode,
     PatchStatus,
     PostEvent,
+    ReplaceSpec,
 )
-from onload_operator.io.children import apply_child, delete_child, patch_child
+from onload_operator.io.children import apply_child, delete_child, patch_child, replace_spec
 from onload_operator.io.client import CONNECTIONS, Kube
 from onload_operator.io.events import EventRecorder
 from onload_operator.io.nodes import patch_node
@@ -120,6 +121,8 @@ class Executor:
             self._apply(action)
         elif isinstance(action, PatchChild):
             patch_child(self.kube, namespace, action)
+        elif isinstance(action, ReplaceSpec):
+            replace_spec(self.kube, namespace, action)
         elif isinstance(action, DeleteChild):
             return int(delete_child(self.kube, namespace, action))
         elif isinstance(action, PatchStatus):

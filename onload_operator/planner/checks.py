@@ -6,14 +6,14 @@ cluster is created, changed or deleted because of it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from onload_operator.api.v1alpha1 import ObjectMeta, Onload, OnloadSpec, regexp_error
+from onload_operator.api.rules import regexp_error
+from onload_operator.api.v1alpha1 import ObjectMeta, Onload, OnloadSpec
 from onload_operator.render import names
 
 NAME_TOO_LONG = "NameTooLong"
@@ -22,9 +22,21 @@ MISSING_USER_IMAGE = "MissingUserImage"
 INVALID_REGEXP = "InvalidKernelMappingRegexp"
 SELECTOR_CONFLICT = "SelectorConflict"
 UNSAFE_HOST_PATH = "UnsafeHostOnloadPath"
+UNSUPPORTED_IMAGE = "UnsupportedDevicePluginImage"
 
-_SAFE_HOST_PATH = re.compile(r"^(/[A-Za-z0-9._-]+){2,}/?$")
-"""At least two path components of plain characters: the device plugin's preStop hook runs ``rm -r`` on it."""
+GO_DEVICE_PLUGIN_REPOSITORY = "docker.io/onload/onload-device-plugin"
+"""The Go operator's device-plugin image: its plugin and worker exit on the flags this operator passes, and it has
+none of the commands of the init containers."""
+DEVICE_PLUGIN_REPOSITORY = "docker.io/onload/onload-device-plugin-py"
+
+
+def _reason(where: str, error_type: str) -> str:
+    """Problems of these fields have a reason of their own; every other field's is InvalidSpec."""
+    if where == "spec.onload.userImage" and error_type in ("missing", "string_too_short"):
+        return MISSING_USER_IMAGE
+    if where == "spec.devicePlugin.hostOnloadPath":
+        return UNSAFE_HOST_PATH
+    return INVALID_SPEC
 
 
 @dataclass(frozen=True)
@@ -47,8 +59,7 @@ def _spec_problems(error: ValidationError) -> list[Problem]:
     for detail in error.errors():
         where = _location(tuple(detail["loc"]))
         message = f"{where}: {detail['msg']}"
-        reason = MISSING_USER_IMAGE if where == "spec.onload.userImage" else INVALID_SPEC
-        problems.append(Problem(reason, message))
+        problems.append(Problem(_reason(where, detail["type"]), message))
     return problems
 
 
@@ -71,21 +82,34 @@ def regexp_problems(onload: Onload) -> list[Problem]:
             problems.append(
                 Problem(
                     INVALID_REGEXP,
-                    f"spec.onload.kernelMappings[{index}].regexp {mapping.regexp!r} does not compile as RE2 "
-                    f"(the syntax KMM uses): {error}",
+                    f"spec.onload.kernelMappings[{index}].regexp {mapping.regexp!r} does not compile under "
+                    f"Go's regexp (KMM's engine): {error}",
                 )
             )
     return problems
 
 
-def host_path_problem(onload: Onload) -> Problem | None:
-    path = onload.spec.device_plugin.host_onload_path
-    if _SAFE_HOST_PATH.match(path) and ".." not in path.split("/"):
+def _repository(image: str) -> str:
+    """The image's repository with Docker Hub's registry written out, without tag or digest."""
+    name = image.split("@", 1)[0]
+    last_slash = name.rfind("/")
+    if ":" in name[last_slash + 1 :]:
+        name = name[: name.rindex(":")]
+    first, _slash, rest = name.partition("/")
+    if not rest or ("." not in first and ":" not in first and first != "localhost"):
+        name = f"docker.io/{name if rest else 'library/' + name}"
+    return name.replace("index.docker.io/", "docker.io/", 1)
+
+
+def device_plugin_image_problem(image: str) -> Problem | None:
+    """The operator's device-plugin image (DEVICE_PLUGIN_IMG) must be this project's, not the Go operator's."""
+    if _repository(image) != GO_DEVICE_PLUGIN_REPOSITORY:
         return None
     return Problem(
-        UNSAFE_HOST_PATH,
-        f"spec.devicePlugin.hostOnloadPath {path!r} must be a dedicated directory at least two levels deep, of "
-        "letters, digits, '.', '_' and '-': the device plugin copies Onload there and removes it when it stops",
+        UNSUPPORTED_IMAGE,
+        f"the operator's device-plugin image {image!r} (DEVICE_PLUGIN_IMG) is the Go operator's, whose plugin and "
+        f"worker refuse the flags and commands of this operator's DaemonSet; set DEVICE_PLUGIN_IMG to "
+        f"{DEVICE_PLUGIN_REPOSITORY} at this operator's version (config/default does)",
     )
 
 
@@ -102,5 +126,4 @@ def validate(body: Mapping[str, Any]) -> tuple[Onload | None, list[Problem]]:
     except ValidationError as error:
         return None, problems + _spec_problems(error)
     onload = Onload(metadata=ObjectMeta.model_validate(metadata), spec=spec)
-    host_path = host_path_problem(onload)
-    return onload, problems + regexp_problems(onload) + ([host_path] if host_path else [])
+    return onload, problems + regexp_problems(onload)

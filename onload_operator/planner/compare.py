@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from onload_operator.planner.snapshot import JsonObject
@@ -57,3 +58,41 @@ def apply_reason(desired: Manifest, live: JsonObject | None) -> str | None:
     if not contains(live, desired) or stale_selector_keys(desired, live):
         return DRIFTED
     return None
+
+
+def _covered(value: Any, fields: Any) -> bool:
+    """Whether every field of a ``managedFields`` FieldsV1 tree exists in ``value``."""
+    if not isinstance(fields, dict):
+        return True
+    for key, below in fields.items():
+        if key == ".":
+            continue
+        kind, _colon, raw = key.partition(":")
+        child: Any = None
+        if kind == "f" and isinstance(value, dict) and raw in value:
+            child = value[raw]
+        elif kind == "k" and isinstance(value, list):
+            item = json.loads(raw)
+            child = next(
+                (i for i in value if isinstance(i, dict) and all(i.get(k) == v for k, v in item.items())), None
+            )
+        elif kind == "v" and isinstance(value, list) and json.loads(raw) in value:
+            continue
+        elif kind == "i" and isinstance(value, list) and raw.isdigit() and int(raw) < len(value):
+            child = value[int(raw)]
+        if child is None or not _covered(child, below):
+            return False
+    return True
+
+
+def foreign_managers(desired: Manifest, live: JsonObject) -> list[str]:
+    """The other field managers that own fields of ``live``'s spec which ``desired`` does not set: server-side apply
+    never removes those, so they stay until the spec is replaced. Status writers do not count."""
+    managers = []
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == names.MANAGER or entry.get("subresource"):
+            continue
+        spec_fields = (entry.get("fieldsV1") or {}).get("f:spec")
+        if spec_fields is not None and not _covered(desired.get("spec"), spec_fields):
+            managers.append(str(entry.get("manager") or "(unnamed)"))
+    return managers

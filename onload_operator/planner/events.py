@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from onload_operator.actions import ApplyChild, ObjectRef, PatchNode, PostEvent
+from onload_operator.actions import ApplyChild, ObjectRef, PatchNode, PostEvent, ReplaceSpec
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING
 from onload_operator.planner.status import DEGRADED, READY, condition_of
 from onload_operator.render import names
@@ -61,3 +61,9 @@ def apply_event(ref: ObjectRef, apply: ApplyChild) -> PostEvent:
         DRIFTED: f"reverted changes made by others to {kind} {name}",
     }[reason]
     return PostEvent(ref, NORMAL, _APPLY_EVENT_REASONS[reason], message, f"{kind}/{name}")
+
+
+def replace_event(ref: ObjectRef, replace: ReplaceSpec) -> PostEvent:
+    """The Event of a child whose spec was replaced to remove the fields other managers added."""
+    message = f"removed from {replace.kind} {replace.name} the fields that {', '.join(replace.managers)} added"
+    return PostEvent(ref, NORMAL, _APPLY_EVENT_REASONS[DRIFTED], message, f"{replace.kind}/{replace.name}")

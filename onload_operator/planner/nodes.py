@@ -28,6 +28,7 @@ from onload_operator.actions import PatchNode
 from onload_operator.observed import NodeView
 from onload_operator.planner.snapshot import selector_matches
 from onload_operator.render import names
+from onload_operator.upgrade.revisions import Record, uses_sfc_on
 from onload_operator.upgrade.state import has_taint, state_of, upgrade_taint, without_taint
 
 LabelChanges = dict[str, str | None]
@@ -112,6 +113,15 @@ JOINING: tuple[Transition, ...] = (
         lambda n: n.gate_key not in n.labels and n.modules_loaded and n.labels.get(n.onload_key) == n.version,
         lambda n: {n.gate_key: n.version},
     ),
+    Transition(
+        "a gate label edited by hand follows the modules the node runs again",
+        lambda n: (
+            n.modules_loaded
+            and n.onload_key in n.labels
+            and n.labels.get(n.gate_key, n.labels[n.onload_key]) != n.labels[n.onload_key]
+        ),
+        lambda n: {n.gate_key: n.labels[n.onload_key]},
+    ),
 )
 """A selected node: every row that applies."""
 
@@ -170,45 +180,56 @@ class NodePlan:
     patches: list[PatchNode] = field(default_factory=list)
     labelling: int = 0
     """Selected nodes whose labels are still being set (cleanup of other nodes does not count)."""
+    modules_pending: list[str] = field(default_factory=list)
+    """Selected nodes where KMM does not report every module of the CR loaded, by name."""
+
+
+def sfc_nodes(record: Record, nodes: Mapping[str, NodeView]) -> frozenset[str]:
+    """The nodes on which the revision ``record`` loads sfc: those whose kernel's mapping asks for it."""
+    return frozenset(node for node, view in nodes.items() if uses_sfc_on(record, view.kernel_version))
 
 
 def plan_node_labels(
     namespace: str,
     name: str,
     version: str,
-    uses_sfc: bool,
+    sfc_nodes: Collection[str],
     selector: Mapping[str, str],
     nodes: Mapping[str, NodeView],
     upgrading: Collection[str] = frozenset(),
     device_plugin_nodes: Collection[str] | None = None,
 ) -> NodePlan:
-    """Label changes for every node but those in ``upgrading`` (owned by the upgrade machine);
-    ``device_plugin_nodes`` are the nodes with a device-plugin pod (None: unknown).
+    """Label changes for every node but those in ``upgrading`` (owned by the upgrade machine); ``sfc_nodes`` are
+    the nodes whose kernel's mapping asks for sfc; ``device_plugin_nodes`` are the nodes with a device-plugin pod
+    (None: unknown).
 
     Without that knowledge no KMM label is removed from a node that stops matching.
     """
     selected = module_ready = labelling = 0
     patches = []
+    modules_pending = []
     for node, view in sorted(nodes.items()):
         facts = NodeFacts(
             view.labels,
             namespace,
             name,
             version,
-            uses_sfc,
+            node in sfc_nodes,
             plugin_gone=device_plugin_nodes is not None and node not in device_plugin_nodes,
         )
         matches = selector_matches(selector, view.labels)
         if matches:
             selected += 1
             module_ready += facts.modules_loaded
+            if not facts.modules_loaded:
+                modules_pending.append(node)
         if node in upgrading:
             continue
         changes = joining_changes(facts) if matches else leaving_changes(facts)
         labelling += matches and bool(changes)
         if changes:
             patches.append(PatchNode(node, labels=changes))
-    return NodePlan(selected, module_ready, patches, labelling)
+    return NodePlan(selected, module_ready, patches, labelling, modules_pending)
 
 
 def nodes_leaving(namespace: str, name: str, selector: Mapping[str, str], nodes: Mapping[str, NodeView]) -> list[str]:

@@ -21,15 +21,16 @@ from onload_operator.actions import (
     PatchChild,
     PatchStatus,
     PostEvent,
+    ReplaceSpec,
 )
 from onload_operator.api.v1alpha1 import API_VERSION, KIND, Onload
 from onload_operator.observed import NodeView
 from onload_operator.planner import takeover
-from onload_operator.planner.checks import validate
-from onload_operator.planner.compare import MISSING, apply_reason
+from onload_operator.planner.checks import Problem, device_plugin_image_problem, validate
+from onload_operator.planner.compare import MISSING, apply_reason, foreign_managers
 from onload_operator.planner.conflicts import selector_conflict
-from onload_operator.planner.events import NORMAL, apply_event, node_events, transition_events
-from onload_operator.planner.nodes import plan_node_labels
+from onload_operator.planner.events import NORMAL, apply_event, node_events, replace_event, transition_events
+from onload_operator.planner.nodes import plan_node_labels, sfc_nodes
 from onload_operator.planner.revisions import Revisions, plan_revisions, recorded_registry
 from onload_operator.planner.snapshot import (
     ChildKey,
@@ -83,6 +84,9 @@ def plan(snapshot: Snapshot, device_plugin_image: str, now: str) -> Plan:
     metadata = body.get("metadata") or {}
     generation = metadata.get("generation")
     onload, problems = validate(body)
+    image_problem = device_plugin_image_problem(device_plugin_image)
+    if image_problem is not None:
+        problems.append(image_problem)
     if onload is not None and not problems:
         conflict = selector_conflict(_me(onload, body), snapshot.onloads, snapshot.nodes)
         if conflict is not None:
@@ -104,7 +108,7 @@ def plan(snapshot: Snapshot, device_plugin_image: str, now: str) -> Plan:
     return _with_status(body, observation, writes, events, now)
 
 
-def failure_plan(body: JsonObject, observation: Observation, error: str, now: str) -> Plan:
+def failure_plan(body: JsonObject, observation: Observation, error: Problem, now: str) -> Plan:
     """The status (and its Events) that reports repeated failures, from the last observation: what can still be
     written when the other writes keep failing."""
     return _with_status(body, dataclasses.replace(observation, errors=(error,)), [], [], now)
@@ -207,7 +211,7 @@ def _plan_valid(
         namespace,
         name,
         revisions.target,
-        onload.spec.uses_sfc,
+        sfc_nodes(revisions.registry[revisions.target], snapshot.nodes),
         selector,
         snapshot.nodes,
         rollout.owned,
@@ -226,6 +230,8 @@ def _plan_valid(
         patch = takeover.module_selector_patch(apply, live)
         if patch is not None:
             child_writes.append(patch)
+    child_writes += children.replaces
+    events += [replace_event(ref, replace) for replace in children.replaces]
     events += [
         PostEvent(ref, NORMAL, RECREATING, f"deleting {d.kind} {d.name}: {children.why}", f"{d.kind}/{d.name}")
         for d in children.deletes
@@ -254,6 +260,7 @@ def _plan_valid(
         upgrade_conditions=summary.conditions if summary else (),
         rollout_pending=pending,
         rollout_waiting=rollout.waiting,
+        modules_pending=tuple(nodes.modules_pending),
     )
     events += node_events(ref, namespace, name, revisions.target, nodes.patches)
     events += rollout.events
@@ -278,7 +285,7 @@ def _applying(child_writes: Sequence[Action], daemonsets: Sequence[JsonObject]) 
 def _written_name(action: Action) -> str:
     if isinstance(action, ApplyChild):
         return f"{action.manifest['kind']} {action.manifest['metadata']['name']}"
-    if isinstance(action, PatchChild):
+    if isinstance(action, PatchChild | ReplaceSpec):
         return f"{action.kind} {action.name}"
     raise TypeError(f"not a child write: {action!r}")
 
@@ -312,12 +319,14 @@ class ChildrenPlan:
     holdup: Holdup | None
     why: str = ""
     """Why the children in ``deletes`` go."""
+    replaces: list[ReplaceSpec] = dataclasses.field(default_factory=list)
+    """Children otherwise as desired whose spec holds fields other managers added."""
 
 
 def _plan_children(revisions: Revisions, snapshot: Snapshot, image: str, modules_held: bool) -> ChildrenPlan:
     """Children to apply, and those to delete: DaemonSets of revisions no node runs any longer (and the single
     DaemonSet of earlier operators), the sfc Module once no node uses sfc."""
-    manifests = render_children(revisions.deployment, image)
+    manifests = render_children(revisions.deployment, image, module_tolerations=snapshot.module_tolerations)
     desired = {child_key(m) for m in manifests}
     obsolete = [
         (key, live)
@@ -325,6 +334,7 @@ def _plan_children(revisions: Revisions, snapshot: Snapshot, image: str, modules
         if key not in desired and _obsolete(key, live, revisions)
     ]
     applies: list[ApplyChild] = []
+    replaces: list[ReplaceSpec] = []
     holdup: Holdup | None = None
     for manifest in manifests:
         key = child_key(manifest)
@@ -334,9 +344,13 @@ def _plan_children(revisions: Revisions, snapshot: Snapshot, image: str, modules
             holdup = Holdup(RECREATING, f"{key[0]} {key[1]} is being deleted; it is created again once it is gone")
             continue
         reason = apply_reason(manifest, live)
-        if reason is None:
-            continue
         if modules_held and key[0] == "Module" and reason != MISSING:
+            continue
+        if reason is None:
+            managers = tuple(foreign_managers(manifest, live)) if live is not None else ()
+            if managers:
+                version = str(live["metadata"].get("resourceVersion") or "") if live is not None else ""
+                replaces.append(ReplaceSpec(key[0], key[1], manifest["spec"], version, managers))
             continue
         if live is None and key[0] == "DaemonSet" and any(k[0] == "DaemonSet" for k, _ in obsolete):
             # Two device plugins on one node would fight over the kubelet socket: the old one goes first.
@@ -360,7 +374,7 @@ def _plan_children(revisions: Revisions, snapshot: Snapshot, image: str, modules
         else:
             going = going or Holdup(RECREATING, f"{kind} {child} is deleted once the Modules record the revisions")
     holdup = going or holdup
-    return ChildrenPlan(applies, deletes, holdup, why)
+    return ChildrenPlan(applies, deletes, holdup, why, replaces)
 
 
 def _obsolete(key: ChildKey, live: JsonObject, revisions: Revisions) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from onload_operator.observed import NodeView, PodView
+from onload_operator.planner.checks import Problem
 
 JsonObject = Mapping[str, Any]
 """An API object as served (read only)."""
@@ -46,14 +47,16 @@ class Snapshot:
     last_applied: Mapping[ChildKey, LastApplied] = field(default_factory=dict)
     """A child still at the resourceVersion of its last apply of the same manifest is not applied again, even where
     the server normalised a field its own way (so that ``compare.contains`` finds it drifted)."""
-    recent_errors: Sequence[str] = ()
-    """Messages of the reconciles of this CR that failed since the last success."""
+    recent_errors: Sequence[Problem] = ()
+    """The failures of the reconciles of this CR since the last success, when they are to be reported."""
     device_plugin_nodes: frozenset[str] | None = None
     """Nodes with a device-plugin pod of this CR, when nodes are leaving (see planner.nodes.nodes_leaving)."""
     pods: Mapping[str, Sequence[PodView]] = field(default_factory=dict)
     """Every pod of each node whose upgrade step waits on pods (``upgrade.needs_pods``); no other pod is read."""
     eviction_blocks: Mapping[str, str] = field(default_factory=dict)
     """Node → the API's answer to the last eviction it refused there (it names the PodDisruptionBudget)."""
+    module_tolerations: bool = True
+    """Whether the installed KMM's Module has ``spec.tolerations`` (KMM 2.3 and later); True when unknown."""
 
 
 def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:

@@ -20,6 +20,13 @@ DEGRADED = "Degraded"
 
 ALL_NODES_READY = "AllNodesReady"
 NODES_NOT_READY = "NodesNotReady"
+"""The children or the node labels are still being written."""
+WAITING_FOR_KMM = "WaitingForKmm"
+"""KMM does not report the modules loaded on some selected nodes (named in the message)."""
+WAITING_FOR_DEVICE_PLUGIN = "WaitingForDevicePlugin"
+"""The modules are loaded, but the device plugin is not ready on every selected node."""
+NAMED_NODES = 3
+"""How many nodes a message names before it counts the rest."""
 NO_NODES_SELECTED = "NoNodesSelected"
 ROLLING_OUT = "RollingOut"
 DEVICE_PLUGIN_RESTART_PENDING = "DevicePluginRestartPending"
@@ -28,6 +35,11 @@ APPLYING = "Applying"
 COMPLETE = "Complete"
 AS_EXPECTED = "AsExpected"
 RECONCILE_ERROR = "ReconcileError"
+"""A pass failed for a reason of its own (a server error, a connection lost)."""
+API_REFUSED = "ApiRefused"
+"""The API server refused a write: the message is the server's, with the object and the fields."""
+KMM_MISSING = "KmmMissing"
+"""The cluster serves no KMM Module kind."""
 UPGRADING = "Upgrading"
 
 
@@ -55,7 +67,8 @@ class Observation:
     """A child being created again (``Recreating``), a rollout under way (``Upgrading``), or children written and
     not yet observed to take effect (``Applying``): the generation is not complete."""
     outdated_device_plugin_pods: int = 0
-    errors: Sequence[str] = field(default_factory=tuple)
+    errors: Sequence[Problem] = field(default_factory=tuple)
+    """The failures of the passes since the last success, when they are to be reported (Degraded)."""
     upgrade: Mapping[str, Any] | None = None
     """``status.upgrade``, once a rollout ran."""
     upgrade_conditions: Sequence[ConditionValue] = ()
@@ -63,6 +76,8 @@ class Observation:
     """Selected nodes still run another revision, or are in the upgrade's hands: not Ready yet."""
     rollout_waiting: bool = False
     """Nodes wait in a step that watches pods, which are not watched: look again soon."""
+    modules_pending: Sequence[str] = ()
+    """Selected nodes where KMM does not report the modules loaded."""
 
 
 def set_condition(
@@ -111,7 +126,24 @@ def _ready(obs: Observation) -> tuple[str, str, str]:
     )
     if done:
         return "True", ALL_NODES_READY, f"Onload {obs.version} runs on all {obs.selected} selected nodes"
+    if obs.modules_pending:
+        nodes = named_nodes(obs.modules_pending)
+        return "False", WAITING_FOR_KMM, f"KMM has not reported the modules loaded on {nodes} ({_counts_message(obs)})"
+    if obs.device_plugin_ready < obs.selected and obs.children_present and obs.nodes_labelled:
+        waiting = obs.selected - obs.device_plugin_ready
+        return (
+            "False",
+            WAITING_FOR_DEVICE_PLUGIN,
+            f"the modules are loaded, but the device plugin is not ready on {waiting} selected node"
+            f"{'s' if waiting != 1 else ''} ({_counts_message(obs)}); see its DaemonSet's pods",
+        )
     return "False", NODES_NOT_READY, _counts_message(obs)
+
+
+def named_nodes(nodes: Sequence[str]) -> str:
+    """The first few nodes by name, then how many more."""
+    shown = ", ".join(nodes[:NAMED_NODES])
+    return shown if len(nodes) <= NAMED_NODES else f"{shown} and {len(nodes) - NAMED_NODES} more"
 
 
 def _progressing(obs: Observation, ready: str) -> tuple[str, str, str]:
@@ -135,7 +167,7 @@ def _degraded(obs: Observation) -> tuple[str, str, str]:
     if obs.problems:
         return "True", obs.problems[0].reason, "; ".join(p.message for p in obs.problems)
     if obs.errors:
-        return "True", RECONCILE_ERROR, "; ".join(obs.errors)
+        return "True", obs.errors[-1].reason, "; ".join(error.message for error in obs.errors)
     return "False", AS_EXPECTED, "no problem found"
 
 

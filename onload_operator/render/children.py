@@ -73,12 +73,15 @@ def _annotated(manifest: Manifest) -> Manifest:
     return manifest
 
 
-def render_children(deployment: Deployment, device_plugin_image: str) -> list[Manifest]:
-    """The Modules and the DaemonSets, in the order they are applied."""
-    children = [onload_module(deployment.target, deployment.revision, deployment.registry)]
+def render_children(
+    deployment: Deployment, device_plugin_image: str, *, module_tolerations: bool = True
+) -> list[Manifest]:
+    """The Modules and the DaemonSets, in the order they are applied; the Modules carry tolerations only where the
+    installed KMM knows the field (``module_tolerations``)."""
+    children = [onload_module(deployment.target, deployment.revision, deployment.registry, module_tolerations)]
     if deployment.sfc is not None:
         sfc_revision, sfc_onload = deployment.sfc
-        children.append(sfc_module(sfc_onload, sfc_revision))
+        children.append(sfc_module(sfc_onload, sfc_revision, module_tolerations))
     children.extend(
         device_plugin_daemonset(onload, revision, device_plugin_image)
         for revision, onload in sorted(deployment.device_plugins.items())

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shlex
 
-from onload_operator.api.v1alpha1 import Onload
+from onload_operator.api.v1alpha1 import Onload, OnloadSpec
 from onload_operator.render import names
 from onload_operator.render.common import Manifest, owner_reference, upgrade_tolerations
 
@@ -31,7 +31,7 @@ WORKER_DIR = "/mnt/onload"
 CP_SERVER_PATH = f"{WORKER_DIR}/sbin/onload_cp_server"
 DEFAULT_CP_SERVER_PARAMS = "-K"
 WORKER_VOLUME_SIZE = "8Mi"
-PRIORITY_CLASS = "system-node-critical"
+DEFAULT_PRIORITY_CLASS = "system-node-critical"
 
 STAGING_DIR = "/staging"
 """Where the user image's init container leaves its /opt/onload for ``onload-host-files install``."""
@@ -194,6 +194,11 @@ def _worker_container(onload: Onload, image: str) -> Manifest:
     )
 
 
+def _priority_class(spec: OnloadSpec) -> str:
+    configured = spec.device_plugin.priority_class_name
+    return DEFAULT_PRIORITY_CLASS if configured is None else configured
+
+
 def device_plugin_daemonset(onload: Onload, revision: str, image: str) -> Manifest:
     """The DaemonSet of one revision: the device plugin and the Onload worker on the nodes whose gate label
     carries that revision, so a pod re-created on a node always matches the modules loaded there."""
@@ -203,7 +208,8 @@ def device_plugin_daemonset(onload: Onload, revision: str, image: str) -> Manife
     labels = names.base_labels(namespace, name, "device-plugin")
     pod_labels = {**labels, names.NAME_LABEL: ds_name}
     pod_spec: Manifest = {
-        "serviceAccountName": spec.service_account_name,
+        # Empty: the namespace's default service account, which the API server writes in.
+        **({"serviceAccountName": spec.service_account_name} if spec.service_account_name else {}),
         "nodeSelector": dict(spec.selector),
         "affinity": {
             "nodeAffinity": {
@@ -221,7 +227,7 @@ def device_plugin_daemonset(onload: Onload, revision: str, image: str) -> Manife
         "hostNetwork": True,
         "hostPID": True,
         "hostIPC": True,
-        "priorityClassName": PRIORITY_CLASS,
+        **({"priorityClassName": priority_class} if (priority_class := _priority_class(spec)) else {}),
         "tolerations": [
             *upgrade_tolerations(),
             {"key": names.RESOURCE_NAME, "operator": "Exists", "effect": "NoSchedule"},

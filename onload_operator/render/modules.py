@@ -30,7 +30,9 @@ def sfc_kernel_mappings(onload: Onload) -> list[Manifest]:
     return [kmm_kernel_mapping(m, with_build=False) for m in onload.spec.onload.kernel_mappings if m.sfc is not None]
 
 
-def _module(onload: Onload, revision: str, module: str, modprobe_name: str, mappings: list[Manifest]) -> Manifest:
+def _module(
+    onload: Onload, revision: str, module: str, modprobe_name: str, mappings: list[Manifest], tolerations: bool
+) -> Manifest:
     spec = onload.spec
     namespace = onload.metadata.namespace
     container: Manifest = {
@@ -47,9 +49,12 @@ def _module(onload: Onload, revision: str, module: str, modprobe_name: str, mapp
         # Not spec.selector: KMM would unload the modules at once from a node that stops matching it, under the
         # running device plugin (see names.module_selector_label).
         "selector": {names.module_selector_label(namespace, onload.metadata.name): ""},
-        "moduleLoader": {"serviceAccountName": spec.service_account_name, "container": container},
-        "tolerations": upgrade_tolerations(),
+        "moduleLoader": {"container": container},
     }
+    if tolerations:  # KMM 2.3 and later; an older API server would prune the field
+        module_spec["tolerations"] = upgrade_tolerations()
+    if spec.service_account_name:
+        module_spec["moduleLoader"]["serviceAccountName"] = spec.service_account_name
     if spec.image_pull_secrets:
         module_spec["imageRepoSecret"] = {"name": spec.image_pull_secrets[0].name}
     return {
@@ -65,16 +70,22 @@ def _module(onload: Onload, revision: str, module: str, modprobe_name: str, mapp
     }
 
 
-def onload_module(onload: Onload, revision: str, registry: str) -> Manifest:
+def onload_module(onload: Onload, revision: str, registry: str, tolerations: bool = True) -> Manifest:
     """``<name>-module``: modprobe ``onload --first-time`` with every kernel mapping and its build; it carries the
     revisions' registry."""
     module = _module(
-        onload, revision, names.module_name(onload.metadata.name), "onload", onload_kernel_mappings(onload)
+        onload,
+        revision,
+        names.module_name(onload.metadata.name),
+        "onload",
+        onload_kernel_mappings(onload),
+        tolerations,
     )
     module["metadata"]["annotations"] = {names.REVISIONS_ANNOTATION: registry}
     return module
 
 
-def sfc_module(onload: Onload, revision: str) -> Manifest:
+def sfc_module(onload: Onload, revision: str, tolerations: bool = True) -> Manifest:
     """``<name>-sfcmod``: modprobe ``sfc`` replacing the in-tree driver, for the mappings that ask for ``sfc``."""
-    return _module(onload, revision, names.sfc_module_name(onload.metadata.name), "sfc", sfc_kernel_mappings(onload))
+    name = names.sfc_module_name(onload.metadata.name)
+    return _module(onload, revision, name, "sfc", sfc_kernel_mappings(onload), tolerations)

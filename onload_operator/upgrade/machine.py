@@ -26,7 +26,7 @@ from onload_operator.api.v1alpha1 import UpgradePolicy
 from onload_operator.observed import NodeView, PodView
 from onload_operator.render import names
 from onload_operator.upgrade import budget
-from onload_operator.upgrade.revisions import Record, uses_sfc
+from onload_operator.upgrade.revisions import Record, uses_sfc_on
 from onload_operator.upgrade.state import (
     ANNOTATION,
     IN_PROGRESS,
@@ -99,7 +99,7 @@ class _Rollout:
         self.sfc_ready = names.kmm_version_ready_label(namespace, names.sfc_module_name(name))
         self.taint = upgrade_taint(namespace, name)
         self.target = given.target
-        self.target_sfc = uses_sfc(given.revisions.get(self.target) or {})
+        self.target_record = given.revisions.get(self.target) or {}
         self.plugin_names = {names.device_plugin_name(name)} | {
             names.device_plugin_revision_name(name, revision) for revision in {*given.revisions, self.target}
         }
@@ -158,18 +158,23 @@ class _Rollout:
     def _plugin_pods(self, node: str) -> list[PodView]:
         return [p for p in self._pods(node) if p.labels.get(names.NAME_LABEL) in self.plugin_names]
 
+    def _target_sfc(self, node: NodeView) -> bool:
+        """Whether the target loads sfc on this node: its kernel's mapping asks for it."""
+        return uses_sfc_on(self.target_record, node.kernel_version)
+
     def _runs_target(self, node: NodeView) -> bool:
         labels = node.labels
         sfc = labels.get(self.sfc_key)
-        return labels.get(self.onload_key) == self.target and (sfc == self.target if self.target_sfc else sfc is None)
+        wanted_sfc = self.target if self._target_sfc(node) else None
+        return labels.get(self.onload_key) == self.target and sfc == wanted_sfc
 
-    def _module_labels(self) -> dict[str, str | None]:
-        return {self.onload_key: self.target, self.sfc_key: self.target if self.target_sfc else None}
+    def _module_labels(self, node: NodeView) -> dict[str, str | None]:
+        return {self.onload_key: self.target, self.sfc_key: self.target if self._target_sfc(node) else None}
 
     def _loaded(self, node: NodeView) -> bool:
         labels = node.labels
         onload = labels.get(self.onload_ready) == self.target
-        return onload and (not self.target_sfc or labels.get(self.sfc_ready) == self.target)
+        return onload and (not self._target_sfc(node) or labels.get(self.sfc_ready) == self.target)
 
     # --- the steps ----------------------------------------------------------------------------------
 
@@ -216,7 +221,7 @@ class _Rollout:
 
     def _load(self, node: NodeView, state: NodeUpgrade) -> None:
         """Move the KMM labels to the target together with the step that waits for the modules."""
-        self.write(node, state.at(Step.LOAD_MODULES, self.now), self._module_labels())
+        self.write(node, state.at(Step.LOAD_MODULES, self.now), self._module_labels(node))
         self._event(node.name, NORMAL, "LoadingModules", f"no pod uses Onload; KMM loads {self.target}")
 
     def evict_pods(self, node: NodeView, state: NodeUpgrade) -> None:
@@ -246,7 +251,7 @@ class _Rollout:
             self.pod_actions.extend(DeletePod(p.namespace, p.name, p.uid) for p in pods if not p.terminating)
 
     def load_modules(self, node: NodeView, state: NodeUpgrade) -> None:
-        labels = self._module_labels()
+        labels = self._module_labels(node)
         if any(node.labels.get(key) != value for key, value in labels.items()):
             self.write(node, state, labels)
             return
@@ -282,7 +287,7 @@ class _Rollout:
         if state.step in (Step.STOP_DEVICE_PLUGIN, Step.EVICT_PODS):
             self.write(node, moved)
         elif state.step == Step.LOAD_MODULES:
-            self.write(node, moved.at(Step.LOAD_MODULES, self.now), self._module_labels())
+            self.write(node, moved.at(Step.LOAD_MODULES, self.now), self._module_labels(node))
         else:
             restart = moved.at(Step.STOP_DEVICE_PLUGIN, self.now)
             if state.step == Step.FAILED:

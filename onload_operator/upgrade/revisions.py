@@ -78,6 +78,13 @@ def kernel_mapping_for(record: Record, kernel: str) -> Record | None:
     return None
 
 
+def uses_sfc_on(record: Record, kernel: str) -> bool:
+    """Whether ``record`` loads the sfc driver on a node with ``kernel``: the mapping KMM uses there asks for it
+    (the sfc Module holds only those mappings, so KMM loads sfc on no other node)."""
+    mapping = kernel_mapping_for(record, kernel)
+    return mapping is not None and mapping.get("sfc") is not None
+
+
 def _node_effect(record: Record, kernel: str) -> Record:
     """What ``record`` puts on a node with ``kernel``: all but the kernel mappings other kernels would use."""
     onload = {k: v for k, v in (record.get("onload") or {}).items() if k != "kernelMappings"}

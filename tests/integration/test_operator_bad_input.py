@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
 
 from kubesim.polling import wait_for
 from onload_operator.render import names
@@ -55,7 +59,8 @@ def test_missing_user_image_under_a_crd_that_allows_it(cluster: Cluster) -> None
     # The Go operator's CRD requires the key but accepts an empty string; clusters may still serve it.
     crd = load_crd()
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    del schema["properties"]["spec"]["properties"]["onload"]["properties"]["userImage"]["minLength"]
+    user_image = schema["properties"]["spec"]["properties"]["onload"]["properties"]["userImage"]
+    del user_image["minLength"], user_image["pattern"]
     cluster.sim.call(cluster.sim.apply_object, crd)
     body = onload_body()
     body["spec"]["onload"]["userImage"] = ""
@@ -120,3 +125,24 @@ def test_older_cr_edited_over_a_node_where_a_newer_one_runs_is_refused(cluster: 
     cluster.patch_onload(NS, "second", {"spec": {"selector": {"pool": "none"}}})
     cluster.wait_ready(NS, "first", selected=3, moduleReady=3, devicePluginReady=3)
     assert not set(names.node_label_keys(NS, "second")) & set(cluster.node_labels()["worker-2"])
+
+
+@pytest.mark.parametrize(
+    ("device_plugin", "field"),
+    [
+        ({"hostOnloadPath": "/var/lib/kubelet"}, "spec.devicePlugin.hostOnloadPath"),
+        ({"hostOnloadPath": "/usr/lib"}, "spec.devicePlugin.hostOnloadPath"),
+        ({"libMountPath": "../../etc"}, "spec.devicePlugin.libMountPath"),
+    ],
+)
+def test_the_crd_refuses_a_path_that_could_harm_a_host(
+    cluster: Cluster, device_plugin: dict[str, Any], field: str
+) -> None:
+    body = onload_body()
+    body["spec"]["devicePlugin"] = device_plugin
+    with pytest.raises(ApiException) as raised:
+        cluster.create_onload(body)
+    assert raised.value.status == 422
+    causes = json.loads(raised.value.body or "{}")["details"]["causes"]
+    assert [cause["field"] for cause in causes] == [field]
+    nothing_created_for(cluster, "onload")

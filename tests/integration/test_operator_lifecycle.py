@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import urllib.request
 from functools import partial
+from pathlib import Path
 
+import yaml
+
+import kubesim
 from kubesim.polling import wait_for
 from onload_operator.render import names
 from tests.integration.node_order import UnloadOrder
-from tests.integration.operator_harness import IMAGE, Cluster, onload_body
+from tests.integration.operator_harness import IMAGE, Cluster, onload_body, simulated_cluster
 from tests.integration.upgrade_support import complete
 
 NS = "onload"
@@ -198,3 +202,104 @@ def test_selecting_no_node_reports_it_and_clears_the_version(cluster: Cluster) -
     cluster.wait_reason(NS, "onload", "NoNodesSelected")
     wait_for(lambda: "version" not in cluster.onload(NS, "onload")["status"], message="status.version removed")
     assert labelled(cluster, ONLOAD_KEY) == set()
+
+
+def test_a_cr_with_a_large_spec_is_created_updated_and_deleted(cluster: Cluster) -> None:
+    """kopf's diff base would copy the spec into an annotation, and a 160 KB spec doubled passes the API
+    server's 256 KiB limit on annotations: every later write of the CR (its finalizer included) would be refused."""
+    secrets = [{"name": f"pull-secret-{index:04d}-" + "x" * 200} for index in range(900)]
+    cluster.create_onload(onload_body(imagePullSecrets=secrets))
+    cluster.wait_ready(NS, "onload", timeout=60)
+    annotations = cluster.onload(NS, "onload")["metadata"].get("annotations") or {}
+    assert sum(len(key) + len(value) for key, value in annotations.items()) < 4096
+    cluster.patch_onload(NS, "onload", {"spec": {"devicePlugin": {"maxPodsPerNode": 9}}})
+    cluster.wait_ready(NS, "onload", timeout=60)
+    cluster.delete_onload(NS, "onload")
+    wait_for(lambda: not cluster.onload_exists(NS, "onload"), timeout=30, message="the CR is deleted")
+    assert not labelled(cluster, GATE)
+
+
+def test_a_cr_without_a_device_plugin_block_converges_with_the_defaults(cluster: Cluster) -> None:
+    body = onload_body()
+    del body["spec"]["devicePlugin"]
+    cluster.create_onload(body)
+    stored = cluster.wait_ready(NS, "onload")
+    assert stored["spec"]["devicePlugin"]["hostOnloadPath"] == "/opt/onload/"
+    args = cluster.daemonset(NS, DS).spec.template.spec.containers[0].args
+    assert "-maxPods=100" in args
+
+
+def test_modules_carry_no_tolerations_under_a_kmm_that_does_not_know_them(tmp_path: Path) -> None:
+    """KMM before 2.3 has no Module spec.tolerations: the API server prunes it, so rendering it would make every
+    reconcile see drift and write the Module again."""
+    crd = yaml.safe_load((Path(kubesim.__file__).parent / "crds" / "kmm.sigs.x-k8s.io_modules.yaml").read_text())
+    spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    del spec_schema["properties"]["tolerations"]
+    with simulated_cluster(tmp_path) as cluster:
+        cluster.sim.call(cluster.sim.apply_object, crd)
+        cluster.start_operator()
+        cluster.create_onload(onload_body())
+        cluster.wait_ready(NS, "onload")
+        module = cluster.module(NS, "onload-module")
+        assert module is not None
+        assert "tolerations" not in module["spec"]
+        wait_for(lambda: "AllNodesReady" in {e.reason for e in cluster.events(NS, "onload")})
+        assert cluster.operator is not None
+        converged = cluster.operator.context.metrics.reconciles.labels("converged")
+        writes_before = len(cluster.operator_writes())
+        count = converged._value.get()
+        # Another manager's label moves the Module past the version the operator last applied: it is compared again.
+        cluster.patch_module(NS, "onload-module", {"metadata": {"labels": {"team": "x"}}}, manager="someone")
+        wait_for(lambda: converged._value.get() > count, message="a reconcile with nothing to do")
+        assert cluster.operator_writes()[writes_before:] == []
+
+
+def test_fields_added_by_hand_to_the_children_are_removed(cluster: Cluster) -> None:
+    """Server-side apply never removes what another manager added: a container, an env var and a hostPath volume
+    added by hand go, and then the CR is converged again with no write."""
+    cluster.create_onload(onload_body())
+    cluster.wait_ready(NS, "onload")
+    template = cluster.daemonset(NS, DS).spec.template.spec
+    plugin = template.containers[0].name
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "sidecar", "image": "busybox"},
+                        {"name": plugin, "env": [{"name": "EXTRA", "value": "1"}]},
+                    ],
+                    "volumes": [{"name": "host-root", "hostPath": {"path": "/"}}],
+                }
+            }
+        }
+    }
+    cluster.apps.patch_namespaced_daemon_set(DS, NS, patch, field_manager="someone")
+    cluster.patch_module(NS, "onload-module", {"spec": {"moduleLoader": {"container": {"extra": "x"}}}}, "someone")
+
+    def cleaned() -> bool:
+        pod = cluster.daemonset(NS, DS).spec.template.spec
+        env = {e.name for c in pod.containers for e in c.env or []}
+        module = cluster.module(NS, "onload-module")["spec"]["moduleLoader"]["container"]
+        return (
+            "sidecar" not in {c.name for c in pod.containers}
+            and "EXTRA" not in env
+            and "host-root" not in {v.name for v in pod.volumes}
+            and "extra" not in module
+        )
+
+    wait_for(cleaned, message="the fields added by hand removed")
+    wait_for(
+        lambda: any(e.reason == "DriftRepaired" and "someone" in e.message for e in cluster.events(NS, "onload")),
+        message="a DriftRepaired Event naming the manager",
+    )
+    cluster.wait_ready(NS, "onload")
+    assert cluster.operator is not None
+    converged = cluster.operator.context.metrics.reconciles.labels("converged")
+    writes_before = 0
+    for value in ("x", "y"):  # the first pass may still write the status; the second finds nothing to do
+        writes_before = len(cluster.operator_writes())
+        count = converged._value.get()
+        cluster.label_node("worker-0", {"unrelated": value})
+        wait_for(partial(lambda seen: converged._value.get() > seen, count), message="a reconcile with nothing to do")
+    assert cluster.operator_writes()[writes_before:] == []

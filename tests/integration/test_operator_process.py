@@ -84,8 +84,28 @@ def test_sandbox_command_reaches_ready(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Ready=True (AllNodesReady) nodes: 3 selected" in result.stdout
-    assert f"kubectl --kubeconfig {tmp_path / 'kubeconfig'} get onload -A" in result.stdout
+    assert f"kubectl --kubeconfig {(tmp_path / 'kubeconfig').resolve()} get onload -A" in result.stdout
     assert (tmp_path / "kubeconfig").exists()
+
+
+def test_sandbox_with_a_node_count_labels_workers_and_says_where_things_are(tmp_path: Path) -> None:
+    """`--nodes 2` makes two nodes without a role: both become workers, so the sample CR selects them; the
+    kubeconfig path printed is absolute and the operator's log is in a file the output names."""
+    result = subprocess.run(
+        [sys.executable, "-m", "hack.sandbox", "--exit-when-ready", "--nodes", "2", "--dir", "sandbox"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Labelled node-0, node-1 as workers" in result.stdout
+    assert "Ready=True (AllNodesReady) nodes: 2 selected" in result.stdout
+    assert f"kubectl --kubeconfig {tmp_path / 'sandbox' / 'kubeconfig'} get onload -A" in result.stdout
+    log = tmp_path / "sandbox" / "operator.log"
+    assert f"The operator's log: {log}" in result.stdout
+    assert "applied Module onload-sandbox/" in log.read_text()
 
 
 def test_sandbox_serves_kubectl_until_interrupted(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from kubernetes import client
 
+import kubesim
 from kubesim.polling import wait_for
 from onload_operator.render import names
 from tests.integration.operator_harness import Cluster, onload_body, simulated_cluster
@@ -93,7 +95,7 @@ def test_missing_kmm_is_reported_as_degraded(tmp_path: Path) -> None:
         wait_for(lambda: "modules.kmm.sigs.x-k8s.io" not in cluster.sim.crd_names(), message="KMM CRD gone")
         cluster.start_operator()
         cluster.create_onload(onload_body())
-        degraded = cluster.wait_reason(NS, "onload", "ReconcileError", type_="Degraded")
+        degraded = cluster.wait_reason(NS, "onload", "KmmMissing", type_="Degraded")
         assert "install Kernel Module Management" in degraded["message"]
         assert carrying(cluster, GATE, ONLOAD_KEY) == set()
 
@@ -126,3 +128,21 @@ def test_refused_cr_with_a_very_long_name_can_be_deleted(cluster: Cluster) -> No
     cluster.wait_reason(namespace, "onload-with-name", "NameTooLong")
     cluster.delete_onload(namespace, "onload-with-name")
     wait_for(lambda: not cluster.onload_exists(namespace, "onload-with-name"), message="the refused CR deleted")
+
+
+def test_a_refused_write_is_reported_with_the_server_message_object_and_field(tmp_path: Path) -> None:
+    """A Module the installed KMM's schema refuses: Degraded=ApiRefused says which object and field, and why."""
+    crd = yaml.safe_load((Path(kubesim.__file__).parent / "crds" / "kmm.sigs.x-k8s.io_modules.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    container = spec["properties"]["moduleLoader"]["properties"]["container"]
+    container["properties"]["modprobe"]["properties"]["moduleName"]["maxLength"] = 3
+    with simulated_cluster(tmp_path) as cluster:
+        cluster.sim.call(cluster.sim.apply_object, crd)
+        cluster.start_operator(degraded_after_failures=1)
+        cluster.create_onload(onload_body())
+        degraded = cluster.wait_reason(NS, "onload", "ApiRefused", type_="Degraded")
+        message = degraded["message"]
+        assert "API error 422" in message
+        assert "onload-module" in message
+        assert "spec.moduleLoader.container.modprobe.moduleName" in message
+        assert "Too long" in message

@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from onload_operator.api.v1alpha1 import Onload, OnloadSpec, regexp_error
+from onload_operator.api.rules import regexp_error
+from onload_operator.api.v1alpha1 import Onload, OnloadSpec
 
 # A CR as written for the Go v3 operator, including its misspelled `libMounthPath` key.
 GO_V3_CR: dict[str, Any] = {
@@ -71,9 +72,16 @@ def test_correct_spelling_is_accepted() -> None:
     assert spec.device_plugin.effective_lib_mount_path == "/usr/lib"
 
 
-def test_both_spellings_are_refused() -> None:
-    with pytest.raises(ValidationError, match="only one of libMountPath and libMounthPath"):
+def test_both_spellings_are_refused_when_they_differ() -> None:
+    with pytest.raises(ValidationError, match=r"libMountPath and libMounthPath .* differ"):
         OnloadSpec.model_validate(spec_with(libMountPath="/a", libMounthPath="/b"))
+
+
+def test_both_spellings_are_accepted_when_equal() -> None:
+    """The Go v3 CRD stored libMounthPath: /usr/lib64 in every CR; re-applying a manifest with the new spelling
+    must not be refused."""
+    spec = OnloadSpec.model_validate(spec_with(libMountPath="/usr/lib64", libMounthPath="/usr/lib64"))
+    assert spec.device_plugin.effective_lib_mount_path == "/usr/lib64"
 
 
 def test_empty_device_plugin_takes_the_go_defaults() -> None:
@@ -108,7 +116,8 @@ def test_preload_and_mount_onload_are_exclusive() -> None:
         (("onload", "kernelMappings"), [], "at least 1 item"),
         (("onload", "imagePullPolicy"), "Sometimes", "Input should be 'Always', 'IfNotPresent' or 'Never'"),
         (("selector",), {}, "at least 1 item"),
-        (("devicePlugin", "maxPodsPerNode"), -1, "greater than or equal to 0"),
+        (("onload", "version"), "", "at least 1 character"),
+        (("devicePlugin", "maxPodsPerNode"), 0, "greater than or equal to 1"),
         (("devicePlugin", "preload"), True, "Extra inputs are not permitted"),
     ],
 )
@@ -132,9 +141,14 @@ def test_bad_fields_are_refused_with_the_field_named(path: tuple[str, ...], valu
         ("[", False),
         ("(?=lookahead)", False),  # Python accepts it; RE2 (and so KMM) does not
         ("(unclosed", False),
+        ("^5\\C", False),  # RE2 accepts \C (any byte); Go refuses it
+        ("^5\\\\C", True),  # an escaped backslash, then C
+        ("(?<major>[0-9]+)", False),  # RE2 accepts it; Go before 1.22 (older KMM builds) refuses it
+        ("(?P<major>[0-9]+)", True),
+        ("(?<=x)y", False),
     ],
 )
-def test_kernel_mapping_regexps_are_checked_with_re2(pattern: str, compiles: bool) -> None:
+def test_kernel_mapping_regexps_are_checked_as_go_compiles_them(pattern: str, compiles: bool) -> None:
     error = regexp_error(pattern)
     assert (error is None) == compiles, error
     if not compiles:

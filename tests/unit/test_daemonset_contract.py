@@ -47,9 +47,9 @@ def containers(cr: Onload) -> dict[str, dict[str, Any]]:
     "device_plugin",
     [
         {},
-        {"maxPodsPerNode": 0},
+        {"maxPodsPerNode": 1},
         {"setPreload": False, "mountOnload": True, "libMounthPath": "/lib"},
-        {"hostOnloadPath": "/var/onload/", "baseMountPath": "/onload", "binMountPath": "bin", "libMountPath": "lib"},
+        {"hostOnloadPath": "/srv/onload/", "baseMountPath": "/onload", "binMountPath": "bin", "libMountPath": "lib"},
         {"binMountPath": "", "libMountPath": ""},  # the Go CRD and plugin accept empty subdirectories
     ],
 )

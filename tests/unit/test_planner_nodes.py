@@ -125,8 +125,8 @@ def test_a_node_under_upgrade_is_counted_but_its_labels_belong_to_the_upgrade() 
     nodes = views(world.nodes)
     nodes["worker-1"] = NodeView("worker-1", labels={}, annotations={names.UPGRADE_ANNOTATION: "evicting"})
     nodes["worker-0"] = NodeView("worker-0", labels=dict(SELECTOR))
-    plan = plan_node_labels("ns", "onload", "8.1.2.26", False, SELECTOR, nodes, {"worker-1"})
+    plan = plan_node_labels("ns", "onload", "8.1.2.26", (), SELECTOR, nodes, {"worker-1"})
     assert [patch.node for patch in plan.patches] == ["worker-0"]
     assert plan.selected == 1
-    unowned = plan_node_labels("ns", "onload", "8.1.2.26", False, {}, {"worker-1": NodeView("worker-1", labels={})})
+    unowned = plan_node_labels("ns", "onload", "8.1.2.26", (), {}, {"worker-1": NodeView("worker-1", labels={})})
     assert unowned.patches == []

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from onload_operator.actions import ApplyChild, PatchNode, PatchStatus, PostEvent
 from onload_operator.planner.checks import (
+    DEVICE_PLUGIN_REPOSITORY,
     INVALID_REGEXP,
     INVALID_SPEC,
     MISSING_USER_IMAGE,
     NAME_TOO_LONG,
+    UNSUPPORTED_IMAGE,
+    Problem,
 )
 from onload_operator.planner.compare import CHANGED, DRIFTED, MISSING
-from onload_operator.planner.reconcile import failure_plan
+from onload_operator.planner.reconcile import failure_plan, plan
 from onload_operator.planner.snapshot import LastApplied
 from onload_operator.render import names
-from tests.unit.onload_samples import LATER, NOW, World, conditions, converge, cr_body, worker_nodes
+from tests.unit.onload_samples import LATER, NOW, World, conditions, converge, cr_body, snapshot, worker_nodes
 
 DS = names.device_plugin_revision_name("onload", "8.1.2.26")
 
@@ -35,9 +40,9 @@ def test_first_plan_creates_children_and_version_labels_only() -> None:
     module = result.of(ApplyChild)[0].manifest
     assert module["spec"]["selector"] == {selector_key: ""}
     assert result.status is not None
-    assert conditions(result.status)["Ready"] == ("False", "NodesNotReady")
+    assert conditions(result.status)["Ready"] == ("False", "WaitingForKmm")
     assert conditions(result.status)["Progressing"] == ("True", "Applying")  # until the children are seen written
-    assert [e.reason for e in result.of(PostEvent)] == ["NodesNotReady", "Created", "Created", "LoadingModules"]
+    assert [e.reason for e in result.of(PostEvent)] == ["WaitingForKmm", "Created", "Created", "LoadingModules"]
     assert result.of(PostEvent)[-1].message == "KMM loads Onload 8.1.2.26 on 3 nodes: worker-0, worker-1, worker-2"
 
 
@@ -213,7 +218,7 @@ def test_no_node_selected_is_not_ready_with_its_own_reason() -> None:
 
 def test_repeated_failures_report_degraded() -> None:
     world = converge(World(cr_body(), worker_nodes(1)))
-    result = world.plan(recent_errors=["API error 500 Internal Server Error"])
+    result = world.plan(recent_errors=[Problem("ReconcileError", "API error 500 Internal Server Error")])
     assert result.status is not None
     assert conditions(result.status)["Degraded"] == ("True", "ReconcileError")
     assert conditions(result.status)["Ready"] == ("True", "AllNodesReady")
@@ -223,14 +228,21 @@ def test_repeated_failures_report_degraded() -> None:
 def test_a_failure_is_reported_from_the_last_observation_without_planning_again() -> None:
     world = converge(World(cr_body(), worker_nodes(1)))
     observation = world.plans[-1].observation
-    report = failure_plan(world.body, observation, "API error 500 Internal Server Error", LATER)
+    report = failure_plan(
+        world.body, observation, Problem("ReconcileError", "API error 500 Internal Server Error"), LATER
+    )
     # Ready keeps its reason, so no Event: only the status, whatever the plan of the failed pass held.
     assert [type(action) for action in report.actions] == [PatchStatus]
     assert report.status is not None
     assert conditions(report.status)["Degraded"] == ("True", "ReconcileError")
     assert conditions(report.status)["Ready"] == ("True", "AllNodesReady")
     world.body["status"] = dict(report.status)
-    assert failure_plan(world.body, observation, "API error 500 Internal Server Error", LATER).actions == ()
+    assert (
+        failure_plan(
+            world.body, observation, Problem("ReconcileError", "API error 500 Internal Server Error"), LATER
+        ).actions
+        == ()
+    )
 
 
 def test_actions_run_children_first_then_nodes_status_and_events() -> None:
@@ -271,3 +283,45 @@ def test_a_generation_is_never_complete_before_its_child_writes_are_seen() -> No
     ds["status"].update(observedGeneration=2, updatedNumberScheduled=0)  # seen: OnDelete keeps the old pods
     world.carry_out(world.plan())
     assert conditions(world.body["status"])["Progressing"] == ("True", "DevicePluginRestartPending")
+
+
+@pytest.mark.parametrize(
+    ("image", "refused"),
+    [
+        ("docker.io/onload/onload-device-plugin:3.0.0", True),
+        ("onload/onload-device-plugin:3.0.0", True),
+        ("index.docker.io/onload/onload-device-plugin@sha256:" + "a" * 64, True),
+        ("docker.io/onload/onload-device-plugin-py:0.1.0", False),
+        ("registry.example.com/onload/onload-device-plugin:3.0.0", False),
+    ],
+)
+def test_the_go_device_plugin_image_is_refused_naming_the_image_to_use(image: str, refused: bool) -> None:
+    """The Go plugin and worker exit on this operator's flags: rather than a crash-looping DaemonSet, the CR says
+    which image to set."""
+    world = World(cr_body(), worker_nodes(2))
+    result = plan(snapshot(world.body, world.nodes), image, NOW)
+    assert result.status is not None
+    ready = conditions(result.status)["Ready"]
+    if refused:
+        assert ready == ("False", UNSUPPORTED_IMAGE)
+        assert result.of(ApplyChild) == []
+        assert result.of(PatchNode) == []
+        message = next(c["message"] for c in result.status["conditions"] if c["type"] == "Ready")
+        assert DEVICE_PLUGIN_REPOSITORY in message
+        assert image in message
+    else:
+        assert ready[1] != UNSUPPORTED_IMAGE
+        assert result.of(ApplyChild)
+
+
+def test_node_labels_edited_by_hand_are_repaired_and_ready_waits_for_them() -> None:
+    gate = names.onload_label("ns", "onload")
+    world = converge(World(cr_body(), worker_nodes(2)))
+    world.nodes["worker-0"][gate] = "9.9.9"  # the device plugin of 8.1.2.26 no longer runs there
+    result = world.plan()
+    assert [(p.node, dict(p.labels)) for p in result.of(PatchNode)] == [("worker-0", {gate: "8.1.2.26"})]
+    assert result.status is not None
+    assert conditions(result.status)["Ready"][0] == "False"
+    world.carry_out(result)
+    converge(world)
+    assert world.body["status"]["conditions"][0]["reason"] == "AllNodesReady"

@@ -197,3 +197,30 @@ def test_revision_names_are_label_values_within_63_characters() -> None:
     longest = names.device_plugin_revision_name("n" * 31, "9" * 63)
     assert len(longest) == 63
     assert longest[-1].isalnum()
+
+
+def test_an_empty_service_account_leaves_the_namespace_default() -> None:
+    """The Go CRD accepts `serviceAccountName: ""`; the API server would write `default` into a pod spec that
+    names "", so the children leave the field out rather than drift from what the server stores."""
+    cr = onload(serviceAccountName="")
+    assert "serviceAccountName" not in daemonset_of(cr)["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in onload_module_of(cr)["spec"]["moduleLoader"]
+    named = onload(serviceAccountName="onload-sa")
+    assert daemonset_of(named)["spec"]["template"]["spec"]["serviceAccountName"] == "onload-sa"
+    assert onload_module_of(named)["spec"]["moduleLoader"]["serviceAccountName"] == "onload-sa"
+
+
+@pytest.mark.parametrize(
+    ("device_plugin", "priority_class"),
+    [
+        ({}, "system-node-critical"),
+        ({"priorityClassName": "onload-critical"}, "onload-critical"),
+        ({"priorityClassName": ""}, None),
+    ],
+)
+def test_the_device_plugin_priority_class_is_configurable(
+    device_plugin: dict[str, Any], priority_class: str | None
+) -> None:
+    """Some platforms allow system-node-critical only in kube-system: another class, or none, can be named."""
+    pod = daemonset_of(onload(devicePlugin=device_plugin))["spec"]["template"]["spec"]
+    assert pod.get("priorityClassName") == priority_class

@@ -16,7 +16,7 @@ from tests.unit.golden_files import GOLDEN_DIR, check_golden
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ROOT / "config" / "samples" / "onload" / "overlays"
-IMAGE = "docker.io/onload/onload-device-plugin:3.0.0"
+IMAGE = "docker.io/onload/onload-device-plugin-py:0.1.0"
 UID = "6b1c5b5e-0000-4000-8000-000000000001"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from onload_operator.actions import DeletePod, EvictPod, PatchNode
 from onload_operator.api.v1alpha1 import UpgradePolicy
 from onload_operator.upgrade import needs_pods
@@ -312,3 +314,21 @@ def test_needs_pods_lists_the_steps_that_wait_on_pods() -> None:
         "d": node("d"),
     }
     assert needs_pods("ns", "onl", nodes) == ["a", "c"]
+
+
+def test_sfc_follows_the_mapping_of_the_node_kernel() -> None:
+    """sfc on only the el9 mapping: the el9 node loads and waits for both modules, the other only for onload."""
+    target = record("v2")
+    target["onload"]["kernelMappings"] = [
+        {"regexp": r"\.el9\.", "kernelModuleImage": "kmod:v2-el9", "sfc": {}},
+        {"regexp": r"^6\.", "kernelModuleImage": "kmod:v2-deb"},
+    ]
+    revisions = {"v1": record("v1"), "v2": target}
+    for kernel, sfc in (("5.14.0-284.el9.x86_64", "v2"), ("6.1.0-18-amd64", None)):
+        evicting = replace(node("a", running("v1"), state(Step.EVICT_PODS)), kernel_version=kernel)
+        patch = only_patch(plan([evicting], revisions=revisions).actions, "a")
+        assert patch.labels == {ONLOAD_KEY: "v2", SFC_KEY: sfc}
+        loaded = {**running("v1"), ONLOAD_KEY: "v2", ONLOAD_READY: "v2", **({SFC_KEY: "v2"} if sfc else {})}
+        loading = replace(node("a", loaded, state(Step.LOAD_MODULES)), kernel_version=kernel)
+        started = plan([loading], revisions=revisions).actions
+        assert (started == ()) is (sfc is not None), kernel  # the el9 node still waits for sfc

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import pytest
 
 from onload_operator.planner.checks import (
@@ -19,6 +22,7 @@ from onload_operator.planner.compare import (
     MISSING,
     apply_reason,
     contains,
+    foreign_managers,
 )
 from onload_operator.planner.nodes import crs_to_wake, orphaned_gate_labels, removal_patches
 from onload_operator.planner.status import Observation, compute_status
@@ -49,13 +53,26 @@ def test_regexps_are_checked_with_re2() -> None:
     [
         ("/opt/onload/", True),
         ("/opt/onload", True),
-        ("/var/lib/onload-8.1", True),
+        ("/srv/onload-8.1", True),
+        ("/opt/.onload", True),
         ("/", False),
         ("/var", False),
         ("/opt/", False),
         ("/opt/my onload/", False),
         ("/opt/onload;reboot", False),
         ("/opt/../etc", False),
+        ("/opt/./onload", False),
+        ("/opt//onload", False),
+        ("opt/onload", False),
+        ("/usr/lib", False),
+        ("/var/lib/kubelet", False),
+        ("/var/lib/onload-8.1", False),
+        ("/etc/kubernetes", False),
+        ("/root/.ssh", False),
+        ("/lib64/onload", False),
+        ("/run/containerd", False),
+        ("/opt/cni/bin", False),
+        ("/home/user", False),
     ],
 )
 def test_host_onload_path_must_be_a_dedicated_directory(path: str, safe: bool) -> None:
@@ -180,3 +197,37 @@ def test_status_version_is_removed_once_no_node_runs_it() -> None:
     gone = compute_status(Observation(1, selected=0), running, NOW)
     assert "version" in gone
     assert gone["version"] is None, "null in the merge patch deletes the field"
+
+
+def test_ready_names_the_nodes_that_hold_the_cr_back_and_why() -> None:
+    waiting = compute_status(
+        Observation(1, selected=5, module_ready=1, modules_pending=("w-0", "w-1", "w-2", "w-3")), None, NOW
+    )
+    ready = next(c for c in waiting["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "WaitingForKmm")
+    assert "w-0, w-1, w-2 and 1 more" in ready["message"]
+    plugin = compute_status(Observation(1, selected=2, module_ready=2, device_plugin_ready=1), None, NOW)
+    ready = next(c for c in plugin["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "WaitingForDevicePlugin")
+    assert "not ready on 1 selected node " in ready["message"]
+    labelling = compute_status(
+        Observation(1, selected=2, module_ready=2, device_plugin_ready=1, nodes_labelled=False), None, NOW
+    )
+    assert next(c for c in labelling["conditions"] if c["type"] == "Ready")["reason"] == "NodesNotReady"
+
+
+def test_foreign_managers_are_those_owning_spec_fields_the_operator_does_not_set() -> None:
+    desired: dict[str, Any] = {"spec": {"template": {"spec": {"containers": [{"name": "plugin", "args": ["-x"]}]}}}}
+    containers: dict[str, Any] = {'k:{"name":"plugin"}': {".": {}, "f:args": {}}}
+    shared = {
+        "manager": "kubectl-edit",
+        "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": containers}}}},
+    }
+    status_writer = {"manager": "kube-controller-manager", "subresource": "status", "fieldsV1": {"f:status": {}}}
+    live = {**copy.deepcopy(desired), "metadata": {"managedFields": [shared, status_writer]}}
+    assert foreign_managers(desired, live) == []  # owns only what the operator sets too
+    added = copy.deepcopy(containers)
+    added['k:{"name":"sidecar"}'] = {".": {}}
+    adder = {"manager": "kubectl-patch", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": added}}}}}
+    live["metadata"]["managedFields"].append(adder)
+    assert foreign_managers(desired, live) == ["kubectl-patch"]
