@@ -59,11 +59,16 @@ class OperatorMetrics:
             ["namespace", "name"],
             registry=self.registry,
         )
-
         self.upgrade_nodes = Gauge(
             "onload_operator_upgrade_nodes",
             "Selected nodes of an Onload CR by rollout state (done, in_progress, failed, skipped, pending)",
             ["namespace", "name", "state"],
+            registry=self.registry,
+        )
+        self.watch_last_heard = Gauge(
+            "onload_operator_watch_last_heard_timestamp_seconds",
+            "When each watch last heard from the API server (an event or a bookmark), as a Unix time",
+            ["resource"],
             registry=self.registry,
         )
 
@@ -71,13 +76,6 @@ class OperatorMetrics:
         """The counts of ``status.upgrade``."""
         for state, key in UPGRADE_STATES.items():
             self.upgrade_nodes.labels(namespace, name, state).set(int(upgrade.get(key) or 0))
-
-        self.watch_last_heard = Gauge(
-            "onload_operator_watch_last_heard_timestamp_seconds",
-            "When each watch last heard from the API server (an event or a bookmark), as a Unix time",
-            ["resource"],
-            registry=self.registry,
-        )
 
     def record_nodes(self, namespace: str, name: str, counts: dict[str, int], ready: bool) -> None:
         for stage, value in counts.items():
