@@ -58,7 +58,7 @@ def test_missing_kmm_is_one_warning_and_nothing_else(tmp_path: Path, caplog: pyt
         wait_for(lambda: "modules.kmm.sigs.x-k8s.io" not in cluster.sim.crd_names(), message="KMM CRD gone")
         operator = cluster.start_operator()
         cluster.create_onload(onload_body())
-        cluster.wait_reason(NS, "onload", "ReconcileError", type_="Degraded")
+        cluster.wait_reason(NS, "onload", "KmmMissing", type_="Degraded")
         failed = operator.context.metrics.reconciles.labels("error")
         seen = failed._value.get()
         wait_for(lambda: failed._value.get() >= seen + 3, message="three more failed passes")
