@@ -51,6 +51,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="while nodes wait in an upgrade step on pods, reconcile their CR this often (default: %(default)s)",
     )
     parser.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE") or None,
+        help="namespace of the leader Lease; only its holder acts (default: $POD_NAMESPACE, else no election)",
+    )
+    parser.add_argument(
+        "--leader-lease-seconds",
+        type=int,
+        default=15,
+        help="a leader that has not renewed the Lease for this long loses it (default: %(default)s)",
+    )
+    parser.add_argument(
         "--watch-stuck-seconds",
         type=float,
         default=900.0,
@@ -79,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics_port=None if args.metrics_port < 0 else args.metrics_port,
         metrics_address=args.metrics_address,
         liveness_endpoint=None if args.liveness == "none" else args.liveness,
+        leader_election_namespace=args.leader_election_namespace,
+        leader_lease_seconds=args.leader_lease_seconds,
         resync_seconds=args.resync_seconds,
         recheck_seconds=args.recheck_seconds,
         watch_stuck_seconds=args.watch_stuck_seconds,

@@ -27,5 +27,9 @@ class OperatorConfig:
     watch_stuck_seconds: float = 900.0
     """The liveness probe fails when a watch has heard nothing (not even a bookmark) for this long while no request
     is being retried: a stuck stream, which a restart cures."""
+    leader_election_namespace: str | None = None
+    """Namespace of the leader Lease (``onload-operator``); None runs without leader election (one process only)."""
+    leader_lease_seconds: int = 15
+    """A leader that has not renewed the Lease for this long loses it to a standby."""
     degraded_after_failures: int = 3
     """Consecutive failed reconciles after which the CR reports Degraded=True, reason ReconcileError."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from onload_operator.api import v1alpha1
+from onload_operator.api.base import ApiModel
 
 Schema = dict[str, Any]
 
@@ -98,7 +99,7 @@ def _structural(node: Schema, defs: dict[str, Schema]) -> Schema:
     return result
 
 
-def model_schema(model: type[v1alpha1.ApiModel]) -> Schema:
+def model_schema(model: type[ApiModel]) -> Schema:
     """The structural OpenAPI v3 schema of one model."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})

@@ -89,8 +89,8 @@ def apply_child(kube: Kube, action: ApplyChild) -> JsonObject:
     return json_of(response)
 
 
-def patch_child(kube: Kube, namespace: str, action: PatchChild) -> None:
-    resource = RESOURCES[action.kind]
+def _patch(kube: Kube, namespace: str, kind: str, name: str, body: Any, content_type: str) -> None:
+    resource = RESOURCES[kind]
     kube.write(
         "patch",
         resource.plural,
@@ -99,38 +99,27 @@ def patch_child(kube: Kube, namespace: str, action: PatchChild) -> None:
             resource.version,
             namespace,
             resource.plural,
-            action.name,
-            dict(action.patch),
+            name,
+            body,
             field_manager=names.MANAGER,
-            _content_type=MERGE_PATCH,
+            _content_type=content_type,
             _preload_content=False,
         ),
     )
+
+
+def patch_child(kube: Kube, namespace: str, action: PatchChild) -> None:
+    _patch(kube, namespace, action.kind, action.name, dict(action.patch), MERGE_PATCH)
     log.info("patched %s %s/%s: %s", action.kind, namespace, action.name, action.reason)
 
 
 def replace_spec(kube: Kube, namespace: str, action: ReplaceSpec) -> None:
     """Replace the spec only if the child is still at the observed resourceVersion (else the pass is retried)."""
-    resource = RESOURCES[action.kind]
     patch: list[dict[str, Any]] = [
         {"op": "test", "path": "/metadata/resourceVersion", "value": action.resource_version},
         {"op": "replace", "path": "/spec", "value": dict(action.spec)},
     ]
-    kube.write(
-        "patch",
-        resource.plural,
-        lambda: kube.custom.patch_namespaced_custom_object(
-            resource.group,
-            resource.version,
-            namespace,
-            resource.plural,
-            action.name,
-            patch,
-            field_manager=names.MANAGER,
-            _content_type=JSON_PATCH,
-            _preload_content=False,
-        ),
-    )
+    _patch(kube, namespace, action.kind, action.name, patch, JSON_PATCH)
     log.info(
         "replaced the spec of %s %s/%s: removed fields of %s", action.kind, namespace, action.name, action.managers
     )

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from onload_operator.actions import Action, DeletePod, EvictPod, ObjectRef, PatchNode, PostEvent
-from onload_operator.api.v1alpha1 import UpgradePolicy
+from onload_operator.api.upgrade import UpgradePolicy
 from onload_operator.observed import NodeView, PodView
 from onload_operator.render import names
 from onload_operator.upgrade import budget

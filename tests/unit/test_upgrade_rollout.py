@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from onload_operator.actions import EvictPod, PatchNode
-from onload_operator.api.v1alpha1 import UpgradePolicy
+from onload_operator.api.upgrade import UpgradePolicy
 from onload_operator.observed import NodeView, PodView
 from onload_operator.upgrade import budget, plan_rollout
 from onload_operator.upgrade.state import Step, state_of

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from onload_operator.actions import DeletePod, EvictPod, PatchNode
-from onload_operator.api.v1alpha1 import UpgradePolicy
+from onload_operator.api.upgrade import UpgradePolicy
 from onload_operator.upgrade import needs_pods
 from onload_operator.upgrade.state import Step
 from tests.unit.upgrade_helpers import (

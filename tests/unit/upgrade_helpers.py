@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from onload_operator.actions import Action, ObjectRef, PatchNode
-from onload_operator.api.v1alpha1 import UpgradePolicy
+from onload_operator.api.upgrade import UpgradePolicy
 from onload_operator.observed import NodeView, PodView, Taint
 from onload_operator.render import names
 from onload_operator.upgrade import RolloutInput, RolloutPlan, plan_rollout
