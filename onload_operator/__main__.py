@@ -14,7 +14,13 @@ from kubernetes.config import ConfigException
 from onload_operator.config import OperatorConfig
 from onload_operator.runtime import run_operator
 
-LOG_FORMATS = {"json": kopf.LogFormat.JSON, "plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL}
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+"""kopf's own plain format has no time: a line without one is little use when reading an incident."""
+LOG_FORMATS: dict[str, kopf.LogFormat | str] = {
+    "json": kopf.LogFormat.JSON,
+    "plain": PLAIN_FORMAT,
+    "full": kopf.LogFormat.FULL,
+}
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -82,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(1)
-    kopf.configure(verbose=args.verbose, log_format=LOG_FORMATS[args.log_format])
+    # kopf.configure takes a format string as well as a LogFormat (its make_formatter matches both).
+    kopf.configure(verbose=args.verbose, log_format=LOG_FORMATS[args.log_format])  # type: ignore[arg-type]
     config = OperatorConfig(
         device_plugin_image=image,
         kubeconfig=args.kubeconfig,

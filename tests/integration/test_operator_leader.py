@@ -4,6 +4,7 @@ standby takes over once the Lease expires."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,7 +79,9 @@ def test_only_the_lease_holder_acts_and_a_standby_takes_over_when_it_dies(tmp_pa
                 timeout=30,
                 message="the new leader applying the change",
             )
-            assert "leading as second" in (tmp_path / "second.log").read_text()
+            log = (tmp_path / "second.log").read_text()
+            assert "leading as second" in log
+            assert re.match(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} INFO ", log), "plain lines carry their time"
             assert second.poll() is None
         finally:
             for process in (first, second):
