@@ -32,7 +32,7 @@ from onload_operator.io.client import Kube, now_rfc3339, refusal_message
 from onload_operator.io.executor import Executor
 from onload_operator.io.kmm import module_spec_fields
 from onload_operator.io.nodes import nodes_with_labels
-from onload_operator.io.pods import device_plugin_nodes, pods_on_node
+from onload_operator.io.pods import device_plugin_pods, pods_on_node
 from onload_operator.metrics import OperatorMetrics
 from onload_operator.observed import NodeView
 from onload_operator.planner.checks import Problem
@@ -43,7 +43,7 @@ from onload_operator.planner.nodes import (
     removal_patches,
 )
 from onload_operator.planner.reconcile import Plan, failure_plan, plan
-from onload_operator.planner.snapshot import ChildKey, JsonObject, OnloadEntry, Snapshot, child_key
+from onload_operator.planner.snapshot import ChildKey, JsonObject, OnloadEntry, Snapshot, child_key, plugins_missing
 from onload_operator.planner.status import API_REFUSED, KMM_MISSING, READY, RECONCILE_ERROR, Observation, condition_of
 from onload_operator.render import names
 from onload_operator.upgrade import needs_pods
@@ -193,10 +193,15 @@ def _snapshot(context: OperatorContext, key: CrKey, body: Mapping[str, Any], cac
 async def _with_pods(context: OperatorContext, key: CrKey, snapshot: Snapshot) -> Snapshot:
     """Add the pods the planner needs: device-plugin pods when nodes leave, every pod of a node whose upgrade step
     waits on pods."""
-    if nodes_leaving(*key, selector_of(snapshot.body.get("spec") or {}), snapshot.nodes):
+    leaving = nodes_leaving(*key, selector_of(snapshot.body.get("spec") or {}), snapshot.nodes)
+    if leaving or plugins_missing(*key, snapshot):
         daemonsets = [child for kind, child in snapshot.children if kind == "DaemonSet"]
-        found = await asyncio.to_thread(device_plugin_nodes, context.kube, key[0], daemonsets)
-        snapshot = dataclasses.replace(snapshot, device_plugin_nodes=found)
+        plugins = await asyncio.to_thread(device_plugin_pods, context.kube, key[0], daemonsets)
+        snapshot = dataclasses.replace(
+            snapshot,
+            device_plugin_nodes=frozenset(pod.node for pod in plugins if pod.node),
+            device_plugin_ready_nodes=frozenset(pod.node for pod in plugins if pod.ready and not pod.terminating),
+        )
     waiting = needs_pods(*key, snapshot.nodes)
     if waiting:
         listed = await asyncio.gather(*(asyncio.to_thread(pods_on_node, context.kube, node) for node in waiting))

@@ -23,15 +23,13 @@ def pods_on_node(kube: Kube, node: str) -> list[PodView]:
     return [pod_view(pod) for pod in json_of(response).get("items") or []]
 
 
-def device_plugin_nodes(kube: Kube, namespace: str, daemonsets: Sequence[str]) -> frozenset[str]:
-    """Nodes where a pod of any of the CR's device-plugin DaemonSets exists (running or still terminating)."""
+def device_plugin_pods(kube: Kube, namespace: str, daemonsets: Sequence[str]) -> list[PodView]:
+    """The pods of the CR's device-plugin DaemonSets (running or still terminating)."""
     if not daemonsets:
-        return frozenset()
+        return []
     selector = f"{names.NAME_LABEL} in ({','.join(sorted(daemonsets))})"
     response: Any = kube.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
-    return frozenset(
-        node for pod in json_of(response).get("items") or [] if (node := (pod.get("spec") or {}).get("nodeName"))
-    )
+    return [pod_view(pod) for pod in json_of(response).get("items") or []]
 
 
 def _message(error: ApiException) -> str:

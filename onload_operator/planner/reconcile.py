@@ -261,6 +261,7 @@ def _plan_valid(
         rollout_pending=pending,
         rollout_waiting=rollout.waiting,
         modules_pending=tuple(nodes.modules_pending),
+        plugins_pending=_plugins_pending(snapshot, namespace, name, selector),
     )
     events += node_events(ref, namespace, name, revisions.target, nodes.patches)
     events += rollout.events
@@ -288,6 +289,19 @@ def _written_name(action: Action) -> str:
     if isinstance(action, PatchChild | ReplaceSpec):
         return f"{action.kind} {action.name}"
     raise TypeError(f"not a child write: {action!r}")
+
+
+def _plugins_pending(snapshot: Snapshot, namespace: str, name: str, selector: Mapping[str, str]) -> tuple[str, ...]:
+    """Selected nodes whose gate label is set but whose device-plugin pod is not Ready (when the pods were read)."""
+    ready = snapshot.device_plugin_ready_nodes
+    if ready is None:
+        return ()
+    gate = names.onload_label(namespace, name)
+    return tuple(
+        node
+        for node, view in sorted(snapshot.nodes.items())
+        if gate in view.labels and selector_matches(selector, view.labels) and node not in ready
+    )
 
 
 def _moment(now: str) -> datetime:

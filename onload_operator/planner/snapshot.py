@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from onload_operator.observed import NodeView, PodView
 from onload_operator.planner.checks import Problem
+from onload_operator.render import names
 
 JsonObject = Mapping[str, Any]
 """An API object as served (read only)."""
@@ -50,6 +51,8 @@ class Snapshot:
     recent_errors: Sequence[Problem] = ()
     """The failures of the reconciles of this CR since the last success, when they are to be reported."""
     device_plugin_nodes: frozenset[str] | None = None
+    device_plugin_ready_nodes: frozenset[str] | None = None
+    """Nodes with a Ready device-plugin pod of this CR, when some are missing (see ``plugins_missing``)."""
     """Nodes with a device-plugin pod of this CR, when nodes are leaving (see planner.nodes.nodes_leaving)."""
     pods: Mapping[str, Sequence[PodView]] = field(default_factory=dict)
     """Every pod of each node whose upgrade step waits on pods (``upgrade.needs_pods``); no other pod is read."""
@@ -66,3 +69,16 @@ def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> 
 
 def child_key(manifest: JsonObject) -> ChildKey:
     return (str(manifest["kind"]), str(manifest["metadata"]["name"]))
+
+
+def plugins_missing(namespace: str, name: str, snapshot: Snapshot) -> bool:
+    """Whether fewer device-plugin pods are Ready than nodes carry the gate label: the status then names those
+    nodes, from one read of the CR's device-plugin pods."""
+    gate = names.onload_label(namespace, name)
+    gated = sum(1 for node in snapshot.nodes.values() if gate in node.labels)
+    ready = sum(
+        int((child.get("status") or {}).get("numberReady") or 0)
+        for (kind, _), child in snapshot.children.items()
+        if kind == "DaemonSet"
+    )
+    return ready < gated

@@ -77,6 +77,8 @@ class Observation:
     rollout_waiting: bool = False
     """Nodes wait in a step that watches pods, which are not watched: look again soon."""
     modules_pending: Sequence[str] = ()
+    plugins_pending: Sequence[str] = ()
+    """Selected nodes with the gate label but no Ready device-plugin pod, when the pods were read."""
     """Selected nodes where KMM does not report the modules loaded."""
 
 
@@ -131,11 +133,16 @@ def _ready(obs: Observation) -> tuple[str, str, str]:
         return "False", WAITING_FOR_KMM, f"KMM has not reported the modules loaded on {nodes} ({_counts_message(obs)})"
     if obs.device_plugin_ready < obs.selected and obs.children_present and obs.nodes_labelled:
         waiting = obs.selected - obs.device_plugin_ready
+        where = (
+            named_nodes(obs.plugins_pending)
+            if obs.plugins_pending
+            else f"{waiting} selected node{'s' if waiting != 1 else ''}"
+        )
         return (
             "False",
             WAITING_FOR_DEVICE_PLUGIN,
-            f"the modules are loaded, but the device plugin is not ready on {waiting} selected node"
-            f"{'s' if waiting != 1 else ''} ({_counts_message(obs)}); see its DaemonSet's pods",
+            f"the modules are loaded, but the device plugin is not ready on {where} ({_counts_message(obs)}); "
+            "see its DaemonSet's pods",
         )
     return "False", NODES_NOT_READY, _counts_message(obs)
 

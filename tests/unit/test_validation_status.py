@@ -210,6 +210,11 @@ def test_ready_names_the_nodes_that_hold_the_cr_back_and_why() -> None:
     ready = next(c for c in plugin["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "WaitingForDevicePlugin")
     assert "not ready on 1 selected node " in ready["message"]
+    named = compute_status(
+        Observation(1, selected=2, module_ready=2, device_plugin_ready=1, plugins_pending=("w-1",)), None, NOW
+    )
+    ready = next(c for c in named["conditions"] if c["type"] == "Ready")
+    assert (ready["reason"], "not ready on w-1 (" in ready["message"]) == ("WaitingForDevicePlugin", True)
     labelling = compute_status(
         Observation(1, selected=2, module_ready=2, device_plugin_ready=1, nodes_labelled=False), None, NOW
     )
