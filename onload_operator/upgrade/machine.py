@@ -368,13 +368,17 @@ def plan_rollout(given: RolloutInput) -> RolloutPlan:
         )
     ]
     if given.may_take and not given.policy.paused and failed < given.policy.max_failures:
-        in_progress = sum(s.step in IN_PROGRESS for s in rollout.states.values())
+        # A node released in this pass still counts: its patch runs in parallel with those taking new nodes, so
+        # until the next pass it may still be tainted while they already are.
+        busy = {n for n, st in rollout.states.items() if st.step in IN_PROGRESS}
+        busy |= {n for n, st in states.items() if st.step in IN_PROGRESS and n in given.selected}
+        in_progress = len(busy)
         for node in budget.pick(
             candidates,
             nodes,
             in_progress=in_progress,
             max_parallel=given.policy.max_parallel,
-            out_of_service=budget.unavailable(given.selected, nodes, owned),
+            out_of_service=budget.unavailable(given.selected, nodes, owned | set(busy)),
             unavailable_budget=budget.max_unavailable(given.policy.max_unavailable, len(given.selected)),
         ):
             rollout.take(nodes[node])

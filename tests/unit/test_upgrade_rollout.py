@@ -116,25 +116,34 @@ class World:
         }
         self.evictions: dict[str, int] = {}
 
-    def apply(self, actions: tuple[object, ...]) -> None:
+    def apply(self, actions: tuple[object, ...], policy: UpgradePolicy) -> None:
+        """Carry the actions out as the executor does: node patches in a parallel batch (here, in a random order,
+        the invariants checked after each), then the evictions."""
+        patches = [a for a in actions if isinstance(a, PatchNode)]
+        self.random.shuffle(patches)
+        for patch in patches:
+            self.apply_one(patch)
+            self.check(policy)
         for action in actions:
-            if isinstance(action, PatchNode):
-                view = self.nodes[action.node]
-                labels = {**view.labels, **action.labels}
-                annotations = {**view.annotations, **action.annotations}
-                self.nodes[action.node] = replace(
-                    view,
-                    labels={k: v for k, v in labels.items() if v is not None},
-                    annotations={k: v for k, v in annotations.items() if v is not None},
-                    taints=view.taints if action.taints is None else action.taints,
-                )
-            elif isinstance(action, EvictPod):
-                owner = next(n for n, pods in self.pods.items() if any(p.name == action.name for p in pods))
-                assert not any(p.labels for p in self.pods[owner] if p.labels), "evicted before the plugin stopped"
-                self.evictions[action.name] = self.evictions.get(action.name, 0) + 1
-                self.pods[owner] = [
-                    replace(p, terminating=True) if p.name == action.name else p for p in self.pods[owner]
-                ]
+            if not isinstance(action, PatchNode):
+                self.apply_one(action)
+
+    def apply_one(self, action: object) -> None:
+        if isinstance(action, PatchNode):
+            view = self.nodes[action.node]
+            labels = {**view.labels, **action.labels}
+            annotations = {**view.annotations, **action.annotations}
+            self.nodes[action.node] = replace(
+                view,
+                labels={k: v for k, v in labels.items() if v is not None},
+                annotations={k: v for k, v in annotations.items() if v is not None},
+                taints=view.taints if action.taints is None else action.taints,
+            )
+        elif isinstance(action, EvictPod):
+            owner = next(n for n, pods in self.pods.items() if any(p.name == action.name for p in pods))
+            assert not any(p.labels for p in self.pods[owner] if p.labels), "evicted before the plugin stopped"
+            self.evictions[action.name] = self.evictions.get(action.name, 0) + 1
+            self.pods[owner] = [replace(p, terminating=True) if p.name == action.name else p for p in self.pods[owner]]
 
     def tick(self) -> None:
         """The other controllers: each thing happens with some probability, so interleavings vary."""
@@ -175,7 +184,7 @@ def test_a_whole_rollout_keeps_every_invariant(seed: int, parallel: int) -> None
     for _round in range(400):
         view_of: Mapping[str, NodeView] = dict(world.nodes)
         result = plan(list(view_of.values()), pods=world.pods, policy=policy)
-        world.apply(result.actions)
+        world.apply(result.actions, policy)
         world.check(policy)
         if result.summary is not None and result.summary.complete:
             break
