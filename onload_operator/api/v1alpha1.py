@@ -144,7 +144,7 @@ class DevicePluginSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "!(self.setPreload && self.mountOnload)",
+                    "rule": "!(has(self.setPreload) && self.setPreload && has(self.mountOnload) && self.mountOnload)",
                     "message": "setPreload and mountOnload are mutually exclusive",
                 },
                 {

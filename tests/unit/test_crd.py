@@ -61,7 +61,7 @@ def test_crd_carries_rules_defaults_and_columns() -> None:
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     device_plugin = spec["properties"]["devicePlugin"]
     rules = [rule["rule"] for rule in device_plugin["x-kubernetes-validations"]]
-    assert "!(self.setPreload && self.mountOnload)" in rules
+    assert "!(has(self.setPreload) && self.setPreload && has(self.mountOnload) && self.mountOnload)" in rules
     assert device_plugin["properties"]["maxPodsPerNode"]["default"] == 100
     assert set(device_plugin["properties"]) >= {"libMountPath", "libMounthPath"}
     assert spec["properties"]["onload"]["properties"]["kernelMappings"]["minItems"] == 1
