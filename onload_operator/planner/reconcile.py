@@ -39,6 +39,8 @@ from onload_operator.planner.snapshot import (
     OnloadEntry,
     Snapshot,
     child_key,
+    daemonsets,
+    plugins_ready,
     selector_matches,
 )
 from onload_operator.planner.status import (
@@ -99,7 +101,7 @@ def plan(snapshot: Snapshot, device_plugin_image: str, now: str) -> Plan:
             problems=problems,
             selected=_selected(snapshot.nodes, selector),
             module_ready=_module_ready_nodes(snapshot.nodes, namespace, name),
-            device_plugin_ready=_plugins_ready(snapshot),
+            device_plugin_ready=plugins_ready(snapshot),
             # What keeps running while the spec is refused.
             version=(body.get("status") or {}).get("version") if _onload_running(snapshot, namespace, name) else None,
         )
@@ -155,15 +157,6 @@ def _module_ready_nodes(nodes: Mapping[str, NodeView], namespace: str, name: str
     """Nodes where KMM reports the onload module loaded: what keeps running while a spec is refused."""
     ready = names.kmm_ready_label(namespace, names.module_name(name))
     return sum(ready in node.labels for node in nodes.values())
-
-
-def _daemonsets(snapshot: Snapshot) -> list[JsonObject]:
-    return [child for (kind, _), child in snapshot.children.items() if kind == "DaemonSet"]
-
-
-def _plugins_ready(snapshot: Snapshot) -> int:
-    """Nodes with a Ready device-plugin pod, whichever revision's DaemonSet runs it."""
-    return sum(_status_count(ds, "numberReady") for ds in _daemonsets(snapshot))
 
 
 def _me(onload: Onload, body: JsonObject) -> OnloadEntry:
@@ -239,21 +232,21 @@ def _plan_valid(
     summary = rollout.summary
     pending = summary is not None and not summary.complete
     upgrading = next((c for c in summary.conditions if c.type == UPGRADING), None) if summary else None
-    daemonsets = _daemonsets(snapshot)
+    plugin_daemonsets = daemonsets(snapshot)
     observation = Observation(
         generation,
         selected=nodes.selected,
         module_ready=nodes.module_ready,
-        device_plugin_ready=_plugins_ready(snapshot),
+        device_plugin_ready=plugins_ready(snapshot),
         children_present=not any(a.reason == MISSING for a in children.applies) and children.holdup is None,
         nodes_labelled=not nodes.labelling,
         version=_versions(revisions, snapshot.nodes, namespace, name, installing=bool(nodes.patches)),
         holdup=children.holdup
         or (Holdup(UPGRADING, upgrading.message) if pending and upgrading else None)
-        or _applying(child_writes, daemonsets),
+        or _applying(child_writes, plugin_daemonsets),
         outdated_device_plugin_pods=sum(
             max(_status_count(ds, "desiredNumberScheduled") - _status_count(ds, "updatedNumberScheduled"), 0)
-            for ds in daemonsets
+            for ds in plugin_daemonsets
         ),
         errors=tuple(snapshot.recent_errors),
         upgrade=summary.status if summary else None,

@@ -71,14 +71,19 @@ def child_key(manifest: JsonObject) -> ChildKey:
     return (str(manifest["kind"]), str(manifest["metadata"]["name"]))
 
 
+def daemonsets(snapshot: Snapshot) -> list[JsonObject]:
+    """The CR's device-plugin DaemonSets: one per revision, or the single one of earlier operators."""
+    return [child for (kind, _), child in snapshot.children.items() if kind == "DaemonSet"]
+
+
+def plugins_ready(snapshot: Snapshot) -> int:
+    """Nodes with a Ready device-plugin pod, whichever revision's DaemonSet runs it."""
+    return sum(int((ds.get("status") or {}).get("numberReady") or 0) for ds in daemonsets(snapshot))
+
+
 def plugins_missing(namespace: str, name: str, snapshot: Snapshot) -> bool:
     """Whether fewer device-plugin pods are Ready than nodes carry the gate label: the status then names those
     nodes, from one read of the CR's device-plugin pods."""
     gate = names.onload_label(namespace, name)
     gated = sum(1 for node in snapshot.nodes.values() if gate in node.labels)
-    ready = sum(
-        int((child.get("status") or {}).get("numberReady") or 0)
-        for (kind, _), child in snapshot.children.items()
-        if kind == "DaemonSet"
-    )
-    return ready < gated
+    return plugins_ready(snapshot) < gated
